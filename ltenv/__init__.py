@@ -1,0 +1,90 @@
+"""LiteCoder-Terminal: executable, verifiable terminal environments for training language agents.
+
+``import ltenv`` registers every bundled task as the Gymnasium id ``LiteCoder/<task-name>`` (names only;
+tasks load when made). Heavy parts (pydantic models, the Docker SDK, sandboxes) import lazily.
+
+Example:
+    >>> import gymnasium as gym, ltenv
+    >>> env = gym.make("LiteCoder/git-recover-deleted-branch")     # doctest: +SKIP
+    >>> obs, info = env.reset()                                   # doctest: +SKIP
+    >>> env.step("git log --oneline | head")                      # doctest: +SKIP
+    >>> env.step(ltenv.SUBMIT)                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+__version__ = "0.1.0"
+
+SUBMIT = "<<LTENV_SUBMIT>>"
+"""The action that ends an episode: the verifier runs and the reward comes back with ``terminated=True``."""
+
+NAMESPACE = "LiteCoder"
+ENTRY_POINT = "ltenv.env:TerminalEnv"
+
+
+def registry_path() -> Path:
+    """Folder of the bundled tasks (``$LTENV_REGISTRY`` overrides it)."""
+    from ltenv.sandbox.images import registry_root
+
+    return registry_root()
+
+
+def register_tasks(path: str | Path, namespace: str = NAMESPACE, **env_kwargs: Any) -> list[str]:
+    """Register every task folder below ``path`` as ``<namespace>/<task-name>``; returns the ids.
+
+    Only folder names are read here; each task is loaded and validated when ``gym.make`` is called.
+    ``env_kwargs`` become defaults of :class:`ltenv.env.TerminalEnv` for these ids.
+
+    Example:
+        >>> ltenv.register_tasks("my_tasks/", namespace="Mine")        # doctest: +SKIP
+        ['Mine/hello-world']
+    """
+    from gymnasium.envs.registration import register, registry
+
+    from ltenv.tasks.discovery import discover
+
+    ids = []
+    for folder in discover(path):
+        env_id = f"{namespace}/{folder.name}"
+        kwargs = {"task": str(folder), **env_kwargs}
+        spec = registry.get(env_id)
+        if spec is not None and spec.entry_point == ENTRY_POINT and spec.kwargs == kwargs:
+            ids.append(env_id)
+            continue
+        if spec is not None:
+            del registry[env_id]
+        # The passive checker would validate every step's observation against the space; the env does that.
+        register(id=env_id, entry_point=ENTRY_POINT, kwargs=kwargs, disable_env_checker=True)
+        ids.append(env_id)
+    return ids
+
+
+_LAZY = {
+    "TerminalEnv": "ltenv.env",
+    "Task": "ltenv.tasks.model",
+    "load_task": "ltenv.tasks.loader",
+    "load_suite": "ltenv.tasks.loader",
+    "ShellSession": "ltenv.terminal.session",
+    "verify": "ltenv.verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ltenv' has no attribute {name!r}")
+
+
+def _register_bundled() -> None:
+    root = registry_path()
+    if root.is_dir():
+        register_tasks(root)
+
+
+_register_bundled()
+
+__all__ = ["NAMESPACE", "SUBMIT", "TerminalEnv", "__version__", "load_suite", "load_task", "register_tasks"]

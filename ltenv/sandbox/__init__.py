@@ -1,0 +1,64 @@
+"""Sandboxes: one protocol, several backends (``bwrap`` by default), plus image building and caching.
+
+Backends are looked up lazily by name, so importing ltenv never imports the Docker SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from ltenv.sandbox.base import ExecResult, PtyProcess, Sandbox, SandboxSpec
+
+if TYPE_CHECKING:
+    from ltenv.sandbox.images import ImageStore
+    from ltenv.tasks.model import Task
+
+BACKENDS = {"bwrap": "ltenv.sandbox.bwrap:BwrapSandbox"}
+DEFAULT_BACKEND = "bwrap"
+
+
+def spec_for(task: Task, **overrides) -> SandboxSpec:
+    """The sandbox settings a task asks for in ``[environment]``, plus overrides."""
+    env = task.config.environment
+    spec = SandboxSpec(
+        allow_internet=env.allow_internet,
+        memory_mb=env.memory_mb,
+        cpus=env.cpus,
+        pids_limit=env.pids_limit,
+        lifetime_sec=task.config.agent.timeout_sec + task.config.verifier.timeout_sec + 300,
+    )
+    for k, v in overrides.items():
+        setattr(spec, k, v)
+    return spec
+
+
+def create_sandbox(
+    task: Task, *, backend: str = DEFAULT_BACKEND, store: ImageStore | None = None, **spec_overrides
+) -> Sandbox:
+    """A (not yet started) sandbox for ``task`` on ``backend``; builds and caches the image if needed."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown sandbox backend {backend!r}; choose one of {sorted(BACKENDS)}")
+    module, _, cls_name = BACKENDS[backend].partition(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    if backend == "bwrap":
+        from ltenv.sandbox.images import ImageStore
+
+        prepared = (store or ImageStore()).prepare(task)
+        spec = spec_for(task, **spec_overrides)
+        if "workdir" not in spec_overrides and prepared.config.workdir:
+            spec.workdir = prepared.config.workdir
+        return cls(prepared, spec)
+    raise NotImplementedError(backend)  # pragma: no cover
+
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "ExecResult",
+    "PtyProcess",
+    "Sandbox",
+    "SandboxSpec",
+    "create_sandbox",
+    "spec_for",
+]

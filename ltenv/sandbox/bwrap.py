@@ -1,0 +1,483 @@
+"""The daemonless default backend: bubblewrap over an image's cached layers with a per-episode overlay.
+
+Per episode:
+
+* an overlayfs (kernel as root; ``fuse-overlayfs`` rootless) stacks the image's cached layers read-only
+  under a fresh upper dir, so writes never touch the cache and cost nothing to throw away;
+* ``bwrap`` starts a keeper process in new user (uid 0 inside, mapped to the caller), pid, mount, ipc,
+  uts, cgroup and — unless the task allows internet — network namespaces, with every capability dropped;
+* programs (the agent's shell, the verifier) join those namespaces through ``nsexec.py``, which drops
+  capabilities again, so the verifier sees the agent's files, processes and loopback services;
+* a cgroup limits memory, pids and cpu where cgroups are writable.
+
+Nothing is written on the host inside the agent-controlled filesystem after the agent starts: files go in
+with ``tar`` run *inside* the sandbox, so symlinks planted by the agent resolve inside it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import errno
+import itertools
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import termios
+import threading
+import time
+import weakref
+from pathlib import Path
+
+from ltenv.errors import SandboxError
+from ltenv.sandbox.base import DEFAULT_ENV, ExecResult, PtyProcess, Sandbox, SandboxSpec, run_bounded
+from ltenv.sandbox.images import PreparedImage
+from ltenv.sandbox.limits import CgroupLimits
+
+log = logging.getLogger(__name__)
+
+NSEXEC = str(Path(__file__).with_name("nsexec.py"))
+CTL_MOUNT = "/run/ltenv"
+MNT_DETACH = 2
+_counter = itertools.count()
+_libc = ctypes.CDLL(None, use_errno=True)
+_live: weakref.WeakSet[BwrapSandbox] = weakref.WeakSet()
+_gc_done = False
+
+
+def runtime_dir() -> Path:
+    env = os.environ.get("LTENV_RUNTIME_DIR")
+    return Path(env) if env else Path(f"/tmp/ltenv-{os.geteuid()}")
+
+
+def bwrap_available() -> str | None:
+    """Why the bwrap backend cannot run here, or ``None`` if it can."""
+    if sys.platform != "linux":
+        return "bubblewrap sandboxes need Linux"
+    if not shutil.which("bwrap"):
+        return "bubblewrap is not installed (apt-get install bubblewrap)"
+    if os.geteuid() != 0 and not shutil.which("fuse-overlayfs"):
+        return "rootless use needs fuse-overlayfs (apt-get install fuse-overlayfs)"
+    return None
+
+
+def _mount_overlay(lower: list[str], upper: Path, work: Path, merged: Path) -> str:
+    """Mount the episode's root. Returns the unmount method ("kernel" or "fuse")."""
+    opts = f"lowerdir={':'.join(lower)},upperdir={upper},workdir={work}"
+    if os.geteuid() == 0:
+        if len(opts) > 4000:
+            raise SandboxError(f"too many image layers for one overlay mount ({len(lower)})")
+        if _libc.mount(b"overlay", str(merged).encode(), b"overlay", 0, opts.encode()) != 0:
+            err = ctypes.get_errno()
+            raise SandboxError(f"mounting the overlay root failed: {os.strerror(err)} (options: {opts[:300]})")
+        return "kernel"
+    proc = subprocess.run(["fuse-overlayfs", "-o", opts, str(merged)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SandboxError(f"fuse-overlayfs failed: {proc.stderr.strip()}")
+    return "fuse"
+
+
+def _umount(merged: Path, method: str) -> None:
+    if method == "kernel":
+        if _libc.umount2(str(merged).encode(), MNT_DETACH) != 0:
+            err = ctypes.get_errno()
+            if err not in (errno.EINVAL, errno.ENOENT):
+                log.warning("unmounting %s failed: %s", merged, os.strerror(err))
+    elif method == "fuse":
+        subprocess.run(["fusermount3", "-u", "-z", str(merged)], capture_output=True)
+
+
+def _rmtree(path: Path) -> None:
+    def onerror(func, p, exc):
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            if not os.path.islink(p):
+                os.chmod(p, 0o700)
+            func(p)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=onerror)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def gc_stale(verbose: bool = False) -> int:
+    """Unmount and delete episode directories (and cgroups) left by processes that died without closing."""
+    root = runtime_dir()
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for d in root.iterdir():
+        owner = d.name.split("-", 1)[0]
+        if not owner.isdigit() or _pid_alive(int(owner)):
+            continue
+        _umount(d / "merged", "kernel" if os.geteuid() == 0 else "fuse")
+        limits = CgroupLimits.attach(d.name)
+        if limits is not None:
+            limits.destroy()
+        _rmtree(d)
+        removed += 1
+        if verbose:
+            log.info("removed stale sandbox %s", d)
+    return removed
+
+
+def _descendants(root_pid: int) -> list[int]:
+    """Host pids of every descendant of ``root_pid`` (children first discovered first)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: fields start after the last ')'.
+        rest = stat[stat.rfind(b")") + 2 :].split()
+        children.setdefault(int(rest[1]), []).append(int(entry.name))
+    out, stack = [], [root_pid]
+    while stack:
+        for c in children.get(stack.pop(), []):
+            out.append(c)
+            stack.append(c)
+    return out
+
+
+class BwrapPty(PtyProcess):
+    def __init__(self, popen: subprocess.Popen, fd: int):
+        self.popen = popen
+        self.fd = fd
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def _program_pid(self) -> int | None:
+        # nsexec forks once: its only child is the program on the terminal.
+        kids = _descendants(self.popen.pid)
+        return kids[0] if kids else None
+
+    def kill_children(self) -> int:
+        prog = self._program_pid()
+        if prog is None:
+            return 0
+        pids = _descendants(prog)
+        for p in pids:
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGKILL)
+        return len(pids)
+
+    def kill(self) -> None:
+        for p in reversed(_descendants(self.popen.pid)):
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.popen.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=5)
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+
+class BwrapSandbox(Sandbox):
+    """A bubblewrap sandbox over a :class:`PreparedImage`.
+
+    Example:
+        >>> sb = BwrapSandbox(ImageStore().prepare(task), SandboxSpec())   # doctest: +SKIP
+        >>> with sb: print(sb.exec(["echo", "hi"]).stdout)                 # doctest: +SKIP
+        b'hi\\n'
+    """
+
+    def __init__(self, image: PreparedImage, spec: SandboxSpec | None = None):
+        self.image = image
+        self.spec = spec or SandboxSpec()
+        self.dir: Path | None = None
+        self._mount = ""
+        self._proc: subprocess.Popen | None = None
+        self._keeper_w: int | None = None
+        self._child_pid = 0
+        self._limits: CgroupLimits | None = None
+        self._timer: threading.Timer | None = None
+        self._closed = False
+        self._staged: Path | None = None
+        self._lock = threading.Lock()
+        self.expired = False
+        env = dict(DEFAULT_ENV)
+        env.update(image.config.env)
+        env.update(self.spec.env)
+        self.env = env
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        global _gc_done
+        if self._proc is not None:
+            return
+        why = bwrap_available()
+        if why:
+            raise SandboxError(why)
+        if not _gc_done:
+            _gc_done = True
+            with contextlib.suppress(OSError):
+                gc_stale()
+        root = runtime_dir()
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        name = f"{os.getpid()}-{next(_counter)}-{secrets.token_hex(3)}"
+        self.dir = root / name
+        for sub in ("upper", "work", "merged", "ctl"):
+            (self.dir / sub).mkdir(parents=True)
+        _live.add(self)
+        try:
+            self._start(name)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, name: str) -> None:
+        assert self.dir is not None
+        merged = self.dir / "merged"
+        lower = [str(p) for p in reversed(self.image.layers)]
+        if not lower:
+            raise SandboxError(f"image {self.image.image_id} has no layers")
+        self._mount = _mount_overlay(lower, self.dir / "upper", self.dir / "work", merged)
+        self._prepare_root(merged)
+
+        self._limits = CgroupLimits.create(
+            name, memory_mb=self.spec.memory_mb, pids=self.spec.pids_limit, cpus=self.spec.cpus
+        )
+        args = [
+            "bwrap",
+            "--bind", str(merged), "/",
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--ro-bind", str(self.dir / "ctl"), CTL_MOUNT,
+            "--unshare-user", "--uid", "0", "--gid", "0",
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--hostname", self.spec.hostname,
+            "--cap-drop", "ALL",
+            "--chdir", "/",
+        ]  # fmt: skip
+        if self.spec.allow_internet:
+            if os.path.exists("/etc/resolv.conf"):
+                args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+        else:
+            args.append("--unshare-net")
+        info_r, info_w = os.pipe()
+        keeper_r, keeper_w = os.pipe()
+        args += ["--info-fd", str(info_w), "--", "/bin/sh", "-c", "read _ignored; exit 0"]
+        procs_files = self._limits.procs_files if self._limits else []
+
+        def _enter_cgroup() -> None:  # runs in the child between fork and exec: raw syscalls only
+            pid = str(os.getpid()).encode()
+            for f in procs_files:
+                fd = os.open(f, os.O_WRONLY)
+                os.write(fd, pid)
+                os.close(fd)
+
+        try:
+            self._proc = subprocess.Popen(
+                args,
+                stdin=keeper_r,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(info_w,),
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                preexec_fn=_enter_cgroup if procs_files else None,
+            )
+        finally:
+            os.close(info_w)
+            os.close(keeper_r)
+        self._keeper_w = keeper_w
+        with os.fdopen(info_r, "rb") as f:
+            raw = f.read()
+        if not raw:
+            err = b""
+            with contextlib.suppress(Exception):
+                self._proc.wait(timeout=5)
+                err = self._proc.stderr.read() if self._proc.stderr else b""
+            raise SandboxError(f"bwrap failed to start: {err.decode(errors='replace').strip()}")
+        self._child_pid = int(json.loads(raw)["child-pid"])
+        if self.spec.lifetime_sec:
+            self._timer = threading.Timer(self.spec.lifetime_sec, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _prepare_root(self, merged: Path) -> None:
+        """Before the agent exists: working directory and the files a container runtime would provide."""
+        wd = merged / self.spec.workdir.lstrip("/")
+        if not wd.is_symlink():
+            wd.mkdir(parents=True, exist_ok=True)
+        etc = merged / "etc"
+        if etc.is_dir() and not etc.is_symlink():
+            hosts = etc / "hosts"
+            if not hosts.is_symlink() and (not hosts.exists() or hosts.stat().st_size == 0):
+                hosts.write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{self.spec.hostname}\n")
+            hostname = etc / "hostname"
+            if not hostname.is_symlink():
+                hostname.write_text(self.spec.hostname + "\n")
+
+    def _expire(self) -> None:
+        self.expired = True
+        log.warning("sandbox %s reached its lifetime of %ss; killing it", self.dir, self.spec.lifetime_sec)
+        self._kill_all()
+
+    def _kill_all(self) -> None:
+        if self._limits is not None:
+            self._limits.kill_all()
+        if self._proc is not None and self._proc.poll() is None:
+            for p in reversed(_descendants(self._proc.pid)):
+                with contextlib.suppress(OSError):
+                    os.kill(p, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                self._proc.kill()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None and not self._closed
+
+    @property
+    def oom_killed(self) -> bool:
+        return bool(self._limits and self._limits.oom_killed())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._kill_all()
+        if self._keeper_w is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._keeper_w)
+            self._keeper_w = None
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5)
+            if self._proc.stderr:
+                self._proc.stderr.close()
+        if self._limits is not None:
+            self._limits.destroy()
+        if self.dir is not None:
+            if self._mount:
+                _umount(self.dir / "merged", self._mount)
+            _rmtree(self.dir)
+        _live.discard(self)
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self.close()
+
+    # ------------------------------------------------------------------ running things inside
+    def _check(self) -> None:
+        if self._closed or self._proc is None:
+            raise SandboxError("sandbox is closed" if self._closed else "sandbox not started")
+        if self._proc.poll() is not None:
+            why = "it reached its lifetime" if self.expired else f"bwrap exited with {self._proc.returncode}"
+            raise SandboxError(f"sandbox is dead ({why})")
+
+    def _launcher(self, argv: list[str], workdir: str | None, tty: bool) -> list[str]:
+        cmd = [sys.executable, "-I", "-S", NSEXEC, "--pid", str(self._child_pid)]
+        cmd += ["--wd", workdir or self.spec.workdir]
+        if tty:
+            cmd.append("--tty")
+        for f in self._limits.procs_files if self._limits else []:
+            cmd += ["--cgroup-procs", f]
+        return [*cmd, "--", *argv]
+
+    def exec(
+        self,
+        argv: list[str],
+        *,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+        env: dict[str, str] | None = None,
+        workdir: str | None = None,
+        max_output: int = 1 << 20,
+    ) -> ExecResult:
+        self._check()
+        full_env = dict(self.env)
+        if env:
+            full_env.update(env)
+        popen = subprocess.Popen(
+            self._launcher(argv, workdir, tty=False),
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+        )
+        res = run_bounded(popen, stdin=stdin, timeout=timeout, max_output=max_output)
+        if res.exit_code in (125, 126) and b"ltenv-nsexec:" in res.stderr and not self.alive:
+            raise SandboxError(f"sandbox died: {res.stderr.decode(errors='replace').strip()}")
+        return res
+
+    def spawn_pty(
+        self, argv: list[str], *, env: dict[str, str] | None = None, rows: int = 40, cols: int = 160
+    ) -> BwrapPty:
+        self._check()
+        full_env = dict(self.env)
+        if env:
+            full_env.update(env)
+        master, slave = os.openpty()
+        try:
+            termios.tcsetwinsize(slave, (rows, cols))
+            popen = subprocess.Popen(
+                self._launcher(argv, None, tty=True),
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=full_env,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        os.set_blocking(master, False)
+        return BwrapPty(popen, master)
+
+    def stage_file(self, data: bytes) -> str | None:
+        """Write ``data`` to the read-only control mount (host side) and return its path in the sandbox."""
+        self._check()
+        assert self.dir is not None
+        ctl = self.dir / "ctl"
+        name = f"s{next(_counter)}"
+        path = ctl / name
+        tmp = ctl / f".{name}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o444)
+        tmp.rename(path)
+        if self._staged is not None:
+            with contextlib.suppress(OSError):
+                self._staged.unlink()
+        self._staged = path
+        return f"{CTL_MOUNT}/{name}"
+
+    @property
+    def upper_dir(self) -> Path | None:
+        """Host path of the episode's copy-on-write layer (what the episode changed), for inspection."""
+        return self.dir / "upper" if self.dir else None
+
+
+@atexit.register
+def _close_all() -> None:
+    for sb in list(_live):
+        with contextlib.suppress(Exception):
+            sb.close()

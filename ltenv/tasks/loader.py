@@ -1,0 +1,124 @@
+"""Loading task folders (Harbor / Terminal-Bench 2.0 layout) and discovering them in a suite."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ltenv.errors import SuiteLoadError, TaskLoadError
+from ltenv.tasks.discovery import discover
+from ltenv.tasks.model import TASK_NAME_RE, Task, TaskConfig
+
+def _format_loc(loc: tuple) -> str:
+    parts = [str(p) for p in loc]
+    if len(parts) >= 2 and parts[0] in {"metadata", "agent", "verifier", "environment"}:
+        return f"[{parts[0]}] " + ".".join(parts[1:])
+    return ".".join(parts) or "(top level)"
+
+
+def load_task(path: Path | str) -> Task:
+    """Load and validate one task folder.
+
+    Raises:
+        TaskLoadError: naming the folder, the file and the field that is wrong.
+    """
+    folder = Path(path).resolve() if not Path(path).is_absolute() else Path(path)
+    if not folder.is_dir():
+        raise TaskLoadError(folder, ".", None, "not a directory")
+    name = folder.name
+    if not TASK_NAME_RE.match(name):
+        raise TaskLoadError(
+            folder, ".", "name", "folder name must be lowercase letters, digits, '.', '_' or '-'"
+        )
+
+    toml_path = folder / "task.toml"
+    if not toml_path.is_file():
+        raise TaskLoadError(folder, "task.toml", None, "missing")
+    try:
+        raw = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise TaskLoadError(folder, "task.toml", None, f"not UTF-8 text ({e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise TaskLoadError(folder, "task.toml", None, f"invalid TOML: {e}") from None
+    try:
+        config = TaskConfig.model_validate(raw)
+    except ValidationError as e:
+        errs = e.errors()
+        first = _format_loc(tuple(errs[0]["loc"]))
+        detail = "; ".join(f"{_format_loc(tuple(x['loc']))}: {x['msg']}" for x in errs)
+        raise TaskLoadError(folder, "task.toml", first, detail) from None
+
+    instr_path = folder / "instruction.md"
+    if not instr_path.is_file():
+        raise TaskLoadError(folder, "instruction.md", None, "missing")
+    try:
+        instruction = instr_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TaskLoadError(folder, "instruction.md", None, f"not UTF-8 text ({e})") from None
+    if not instruction.strip():
+        raise TaskLoadError(folder, "instruction.md", None, "empty")
+
+    if config.environment.docker_image is None and not (folder / "environment" / "Dockerfile").is_file():
+        raise TaskLoadError(
+            folder,
+            "environment/Dockerfile",
+            None,
+            "missing (and task.toml sets no [environment] docker_image)",
+        )
+    if not (folder / "tests" / "test.sh").is_file():
+        raise TaskLoadError(folder, "tests/test.sh", None, "missing (the verifier entry point)")
+    solve = folder / "solution"
+    if solve.exists() and not (solve / "solve.sh").is_file():
+        raise TaskLoadError(folder, "solution/solve.sh", None, "missing (solution/ exists without it)")
+
+    return Task(name=name, path=folder, instruction=instruction, config=config)
+
+
+@dataclass
+class Suite:
+    """Every task found below a folder, plus every folder that failed to load."""
+
+    root: Path
+    tasks: list[Task] = field(default_factory=list)
+    errors: list[TaskLoadError] = field(default_factory=list)
+
+    def by_name(self, name: str) -> Task:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(f"no task named {name!r} in {self.root}")
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise SuiteLoadError(self.errors)
+
+
+def load_suite(root: Path | str, *, strict: bool = False) -> Suite:
+    """Load every task below ``root``. Bad folders are collected in ``Suite.errors``, never only the first.
+
+    Duplicate task names (which would collide as Gymnasium ids) are reported as errors too.
+    With ``strict=True`` a :class:`SuiteLoadError` listing every bad folder is raised instead.
+    """
+    suite = Suite(root=Path(root))
+    seen: dict[str, Path] = {}
+    for d in discover(root):
+        try:
+            task = load_task(d)
+        except TaskLoadError as e:
+            suite.errors.append(e)
+            continue
+        if task.name in seen:
+            suite.errors.append(
+                TaskLoadError(d, ".", "name", f"duplicate task name, also at {seen[task.name]}")
+            )
+            continue
+        seen[task.name] = d
+        suite.tasks.append(task)
+    if not suite.tasks and not suite.errors and not Path(root).exists():
+        suite.errors.append(TaskLoadError(Path(root), ".", None, "no such directory"))
+    if strict:
+        suite.raise_errors()
+    return suite

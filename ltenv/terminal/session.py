@@ -1,0 +1,273 @@
+"""A persistent bash on a real pseudo-terminal inside a sandbox, driven command by command.
+
+Completion is detected exactly: each command is staged as a file and sourced by a shell function that
+prints a marker carrying a per-session nonce, the command's sequence number and its exit status. Nothing
+ever sleeps to guess that output is over. Because the command is *sourced* by the interactive shell,
+``cd``, ``export``, functions, aliases and background jobs persist from one command to the next, and
+heredocs and multi-line scripts work unchanged.
+
+A command that outlives its timeout gets Ctrl-C (SIGINT to the terminal's foreground process group),
+then SIGKILL for every process the shell started, and as a last resort a fresh shell; the session is
+usable afterwards in every case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import select
+import time
+from dataclasses import dataclass
+
+from ltenv.errors import ShellError
+from ltenv.output import HeadTailBuffer, decode, strip_ansi
+from ltenv.sandbox.base import PtyProcess, Sandbox
+
+DEFAULT_TIMEOUT = 180.0
+DEFAULT_MAX_OUTPUT = 16 * 1024
+_CARRY = 48  # longest marker is well under this
+
+
+class ShellExited(ShellError):
+    """The shell exited (``exit``, ``exec``, killed); the sandbox is still there."""
+
+
+@dataclass
+class CommandResult:
+    """What one command did. ``output`` is ANSI-stripped and head+tail truncated to the byte budget."""
+
+    output: str
+    exit_code: int | None
+    """The command's exit status; ``None`` if it timed out or the shell exited."""
+    timed_out: bool = False
+    duration_s: float = 0.0
+    truncated_bytes: int = 0
+    shell_exited: bool = False
+    shell_restarted: bool = False
+
+
+class ShellSession:
+    """Command-mode terminal: one persistent ``bash -i`` on a PTY in ``sandbox``.
+
+    Example:
+        >>> sh = ShellSession(sandbox); sh.start()            # doctest: +SKIP
+        >>> sh.run("cd /tmp && export X=1").exit_code         # doctest: +SKIP
+        0
+        >>> sh.run("pwd; echo $X").output                     # doctest: +SKIP
+        '/tmp\\n1\\n'
+    """
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT,
+        rows: int = 40,
+        cols: int = 160,
+    ):
+        self.sandbox = sandbox
+        self.timeout = timeout
+        self.max_output_bytes = max_output_bytes
+        self.rows, self.cols = rows, cols
+        self.pty: PtyProcess | None = None
+        self._nonce = secrets.token_hex(8)
+        self._marker = re.compile(rb"\x1e" + self._nonce.encode() + rb":(\d+):(\d+)\x1e")
+        self._seq = 0
+        self._pending = b""  # output that arrived between commands (background jobs)
+        self.restarts = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, *, timeout: float = 30.0) -> None:
+        """Start the shell and wait until it is ready for commands."""
+        self.pty = self.sandbox.spawn_pty(
+            ["bash", "--noprofile", "--norc", "--noediting", "-i"],
+            env={"PS1": "", "PS2": "", "HISTFILE": "/dev/null", "PROMPT_COMMAND": ""},
+            rows=self.rows,
+            cols=self.cols,
+        )
+        n = self._nonce
+        # One line: no echo from here on, silent prompts, and the runner that prints the marker.
+        init = (
+            "stty -echo; unset PROMPT_COMMAND; PS1=''; PS2=''; "
+            f"__ltenv_run() {{ . \"$1\"; builtin printf '\\036{n}:%s:%d\\036' \"$2\" \"$?\"; }}; "
+            f"__ltenv_eval() {{ local __c; __c=$(cat); eval \"$__c\" </dev/tty; "
+            f"builtin printf '\\036{n}:%s:%d\\036' \"$1\" \"$?\"; }}; "
+            f"builtin printf '\\036{n}:%s:%d\\036' 0 0\n"
+        )
+        self._write(init.encode())
+        buf = HeadTailBuffer(4096)
+        ok, _ = self._read_until(0, time.monotonic() + timeout, buf)
+        if not ok:
+            raise ShellError(f"the shell did not start: {decode(buf.getvalue())[-500:]!r}")
+
+    def close(self) -> None:
+        if self.pty is not None:
+            self.pty.kill()
+            self.pty = None
+
+    @property
+    def alive(self) -> bool:
+        return self.pty is not None and self.pty.poll() is None
+
+    # ------------------------------------------------------------------ I/O primitives
+    def _write(self, data: bytes) -> None:
+        assert self.pty is not None
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.pty.fd, view)
+                view = view[n:]
+            except BlockingIOError:
+                select.select([], [self.pty.fd], [], 1.0)
+            except OSError as e:
+                raise ShellExited(f"the shell's terminal is closed ({e})") from None
+
+    def _read_until(self, seq: int, deadline: float, buf: HeadTailBuffer) -> tuple[bool, int | None]:
+        """Read output into ``buf`` until the marker of command ``seq`` (→ ``(True, status)``) or the deadline."""
+        assert self.pty is not None
+        fd = self.pty.fd
+        carry = self._pending
+        self._pending = b""
+        while True:
+            m = None
+            for m in self._marker.finditer(carry):
+                if int(m.group(1)) == seq:
+                    buf.write(carry[: m.start()])
+                    self._pending = carry[m.end() :]
+                    return True, int(m.group(2))
+            if m is not None:  # stale markers of commands abandoned earlier: drop them
+                carry = self._marker.sub(b"", carry)
+            if len(carry) > _CARRY:
+                buf.write(carry[:-_CARRY])
+                carry = carry[-_CARRY:]
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                self._pending = carry
+                return False, None
+            r, _, _ = select.select([fd], [], [], wait)
+            if not r:
+                continue
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            except OSError:  # EIO: every slave end closed, the shell is gone
+                chunk = b""
+            if not chunk:
+                buf.write(carry)
+                raise ShellExited("the shell exited")
+            carry += chunk
+
+    def _submit(self, text: str) -> int:
+        """Send one command for execution; returns its sequence number."""
+        self._seq += 1
+        seq = self._seq
+        data = text.encode("utf-8", errors="surrogateescape")
+        path = self.sandbox.stage_file(data)
+        if path is not None:
+            self._write(f"__ltenv_run {path} {seq}\n".encode())
+        else:
+            # No fast file path on this backend: send the text as a quoted heredoc. Lines must stay below
+            # the terminal's canonical line limit (4095 bytes).
+            if not data.endswith(b"\n"):
+                data += b"\n"
+            eof = f"__LTENV_EOF_{self._nonce}"
+            self._write(f"__ltenv_eval {seq} <<'{eof}'\n".encode() + data + f"{eof}\n".encode())
+        return seq
+
+    # ------------------------------------------------------------------ commands
+    def run(self, command: str, *, timeout: float | None = None) -> CommandResult:
+        """Run ``command`` (any bash: pipelines, heredocs, several lines) and return its output and status."""
+        if self.pty is None:
+            raise ShellError("the session is not started")
+        timeout = self.timeout if timeout is None else timeout
+        t0 = time.monotonic()
+        buf = HeadTailBuffer(self.max_output_bytes)
+        try:
+            seq = self._submit(command)
+            ok, status = self._read_until(seq, t0 + timeout, buf)
+        except ShellExited:
+            return self._result(buf, None, t0, shell_exited=True)
+        if ok:
+            return self._result(buf, status, t0)
+        restarted = self._recover(buf)
+        return self._result(buf, None, t0, timed_out=True, shell_restarted=restarted)
+
+    def _recover(self, buf: HeadTailBuffer) -> bool:
+        """After a timeout: Ctrl-C, then kill the shell's children, then restart the shell. True if restarted."""
+        for action in ("interrupt", "kill", "kill"):
+            try:
+                if action == "interrupt":
+                    self._write(b"\x03")
+                    # Let the line discipline deliver SIGINT and flush its input queue before more input
+                    # arrives, or the flush could swallow the sync command.
+                    self._read_until(-1, time.monotonic() + 0.05, buf)
+                else:
+                    assert self.pty is not None
+                    self.pty.kill_children()
+                seq = self._submit("true")
+                ok, _ = self._read_until(seq, time.monotonic() + (1.0 if action == "interrupt" else 2.0), buf)
+            except ShellExited:
+                break
+            if ok:
+                return False
+        # The shell itself is stuck (e.g. a trapped SIGINT in a builtin loop) or gone: start a new one.
+        self.close()
+        self.restarts += 1
+        self.start()
+        buf.write(b"\n[ltenv: the shell was unresponsive and has been restarted; shell state was reset]\n")
+        return True
+
+    def _result(
+        self,
+        buf: HeadTailBuffer,
+        status: int | None,
+        t0: float,
+        *,
+        timed_out: bool = False,
+        shell_exited: bool = False,
+        shell_restarted: bool = False,
+    ) -> CommandResult:
+        return CommandResult(
+            output=strip_ansi(decode(buf.getvalue())),
+            exit_code=status,
+            timed_out=timed_out,
+            duration_s=time.monotonic() - t0,
+            truncated_bytes=buf.dropped,
+            shell_exited=shell_exited,
+            shell_restarted=shell_restarted,
+        )
+
+    def drain(self, wait: float = 0.0) -> str:
+        """Output that arrived since the last command (background jobs), without running anything."""
+        if self.pty is None:
+            return ""
+        deadline = time.monotonic() + wait
+        data = self._pending
+        self._pending = b""
+        while True:
+            r, _, _ = select.select([self.pty.fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                break
+            try:
+                chunk = os.read(self.pty.fd, 1 << 16)
+            except (BlockingIOError, OSError):
+                break
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > self.max_output_bytes * 4:
+                data = data[-self.max_output_bytes * 4 :]
+        data = self._marker.sub(b"", data)
+        return strip_ansi(decode(data))
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        with contextlib.suppress(Exception):
+            self.close()

@@ -1,0 +1,138 @@
+"""Execution validation of tasks: the oracle must pass, a do-nothing agent must fail, twice, identically."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+
+from ltenv.errors import LtenvError
+from ltenv.sandbox import DEFAULT_BACKEND, create_sandbox
+from ltenv.sandbox.images import ImageStore
+from ltenv.tasks.model import Task
+from ltenv.verify import VerifierResult, run_oracle, verify
+
+
+@dataclass
+class ValidationResult:
+    """Verdict on one task. ``valid`` iff every oracle run scored 1.0 and every nop run 0.0."""
+
+    name: str
+    oracle: float | None
+    nop: float | None
+    stable: bool
+    seconds: float
+    valid: bool = False
+    domain: str | None = None
+    oracle_runs: list[float] = field(default_factory=list)
+    nop_runs: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _episode(task: Task, *, oracle: bool, backend: str, store: ImageStore) -> tuple[VerifierResult, str]:
+    sandbox = create_sandbox(task, backend=backend, store=store)
+    with sandbox:
+        note = ""
+        if oracle:
+            res = run_oracle(sandbox, task)
+            if not res.ok:
+                why = "timed out" if res.timed_out else f"exited {res.exit_code}"
+                note = f"solution/solve.sh {why}: {res.text.strip()[-300:]}"
+        return verify(sandbox, task), note
+
+
+def validate_task(
+    task: Task, *, backend: str = DEFAULT_BACKEND, runs: int = 2, store: ImageStore | None = None
+) -> ValidationResult:
+    """Run the oracle and a do-nothing agent ``runs`` times each, each in a fresh sandbox."""
+    store = store or ImageStore()
+    t0 = time.monotonic()
+    oracle_runs: list[float] = []
+    nop_runs: list[float] = []
+    errors: list[str] = []
+    try:
+        if not task.has_solution:
+            raise LtenvError("solution/solve.sh is missing: nothing to validate against")
+        for _ in range(runs):
+            res, note = _episode(task, oracle=True, backend=backend, store=store)
+            oracle_runs.append(res.reward)
+            if res.reward < 1.0:
+                errors.append(note or res.error or _failed_tests(res))
+            res, _ = _episode(task, oracle=False, backend=backend, store=store)
+            nop_runs.append(res.reward)
+            if res.reward > 0.0:
+                errors.append(f"a do-nothing agent scored {res.reward:g}: the verifier accepts the initial state")
+    except LtenvError as e:
+        errors.append(str(e))
+    stable = len(set(oracle_runs)) <= 1 and len(set(nop_runs)) <= 1
+    if not stable:
+        errors.append(f"results differ between runs: oracle {oracle_runs}, nop {nop_runs}")
+    valid = (
+        len(oracle_runs) == runs
+        and len(nop_runs) == runs
+        and all(r >= 1.0 for r in oracle_runs)
+        and all(r <= 0.0 for r in nop_runs)
+        and stable
+    )
+    return ValidationResult(
+        name=task.name,
+        domain=task.domain,
+        oracle=oracle_runs[0] if oracle_runs else None,
+        nop=nop_runs[0] if nop_runs else None,
+        stable=stable,
+        seconds=round(time.monotonic() - t0, 2),
+        valid=valid,
+        oracle_runs=oracle_runs,
+        nop_runs=nop_runs,
+        error="; ".join(dict.fromkeys(e for e in errors if e)) or None,
+    )
+
+
+def _failed_tests(res: VerifierResult) -> str:
+    failed = [t.name for t in res.tests if t.outcome in ("failed", "error")]
+    if failed:
+        return f"oracle failed tests: {', '.join(failed[:5])}"
+    return f"oracle scored {res.reward:g}: {res.output.strip()[-300:]}"
+
+
+def validate_suite(
+    tasks: Iterable[Task],
+    *,
+    backend: str = DEFAULT_BACKEND,
+    jobs: int = 2,
+    runs: int = 2,
+    store: ImageStore | None = None,
+    on_result: Callable[[ValidationResult], None] | None = None,
+    on_build: Callable[[Task], None] | None = None,
+) -> list[ValidationResult]:
+    """Validate many tasks: images are built first (one at a time), then episodes run ``jobs`` at a time."""
+    store = store or ImageStore()
+    tasks = list(tasks)
+    build_errors: dict[str, str] = {}
+    if backend == "bwrap":
+        for task in tasks:
+            if on_build:
+                on_build(task)
+            try:
+                store.prepare(task)
+            except LtenvError as e:
+                build_errors[task.name] = str(e)
+    results: dict[str, ValidationResult] = {}
+    for name, err in build_errors.items():
+        results[name] = ValidationResult(name, None, None, False, 0.0, error=err)
+        if on_result:
+            on_result(results[name])
+    todo = [t for t in tasks if t.name not in build_errors]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(validate_task, t, backend=backend, runs=runs, store=store): t for t in todo}
+        for fut in as_completed(futures):
+            r = fut.result()
+            r.domain = futures[fut].domain
+            results[r.name] = r
+            if on_result:
+                on_result(r)
+    return [results[t.name] for t in tasks]
