@@ -108,6 +108,12 @@ class ShellSession:
             self.pty.kill()
             self.pty = None
 
+    def _reap(self, timeout: float = 2.0) -> None:
+        # The terminal closes a moment before the process is reaped: wait so `alive` is accurate.
+        deadline = time.monotonic() + timeout
+        while self.pty is not None and self.pty.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+
     @property
     def alive(self) -> bool:
         return self.pty is not None and self.pty.poll() is None
@@ -190,6 +196,7 @@ class ShellSession:
             seq = self._submit(command)
             ok, status = self._read_until(seq, t0 + timeout, buf)
         except ShellExited:
+            self._reap()
             return self._result(buf, None, t0, shell_exited=True)
         if ok:
             return self._result(buf, status, t0)
