@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -43,7 +44,7 @@ def _load(tasks: Path | None, names: list[str] | None = None, *, fail_on_errors:
 
     suite = load_suite(_root(tasks))
     for err in suite.errors:
-        console.print(f"[red]error:[/] {err}")
+        console.print("[red]error:[/]", escape(str(err)))
     if suite.errors and fail_on_errors and not suite.tasks:
         raise typer.Exit(2)
     selected = suite.tasks
@@ -117,7 +118,7 @@ def validate(
         mark = "[green]valid[/]" if r.valid else "[red]INVALID[/]"
         console.print(
             f"{mark} {r.name}: oracle={r.oracle_runs} nop={r.nop_runs} {r.seconds:.1f}s"
-            + (f"\n    {r.error}" if r.error else ""),
+            + (f"\n    {escape(r.error)}" if r.error else ""),
             highlight=False,
         )
 
@@ -166,7 +167,9 @@ def play(
     out.print(obs, markup=False, highlight=False, end="")
     scripted: list[str] | None = None
     if oracle:
-        scripted = [(env.task.solution_dir / "solve.sh").read_text()]
+        # Through a child bash, as an agent would type it: an `exit` in solve.sh must not end the session.
+        script = (env.task.solution_dir / "solve.sh").read_text()
+        scripted = [f"bash <<'__LTENV_ORACLE__'\n{script.rstrip()}\n__LTENV_ORACLE__"]
     elif command:
         scripted = list(command)
     if scripted is not None:
@@ -208,7 +211,7 @@ def _print_verdict(info: dict) -> None:
         mark = {"passed": "[green]PASS[/]", "skipped": "[yellow]SKIP[/]"}.get(t["outcome"], "[red]FAIL[/]")
         out.print(f"  {mark} {t['name']}", highlight=False)
     if info.get("verifier_error"):
-        out.print(f"  [yellow]{info['verifier_error']}[/]")
+        out.print("  [yellow]verifier:[/]", escape(info["verifier_error"]))
 
 
 @app.command()
@@ -242,7 +245,7 @@ def images_build(
             out.print(f"{task.name}: {tag} ({time.monotonic() - t0:.1f}s)", highlight=False)
         except ImageError as e:
             failed += 1
-            console.print(f"[red]{task.name}: {e}[/]", highlight=False)
+            console.print(f"[red]{task.name}:[/]", escape(str(e)), highlight=False)
     if failed:
         raise typer.Exit(1)
 
@@ -268,7 +271,7 @@ def images_export(
             out.print(f"{task.name}: {len(p.layers)} layers ({time.monotonic() - t0:.1f}s)", highlight=False)
         except ImageError as e:
             failed += 1
-            console.print(f"[red]{task.name}: {e}[/]", highlight=False)
+            console.print(f"[red]{task.name}:[/]", escape(str(e)), highlight=False)
     out.print(f"layer cache: {store.root}")
     if failed:
         raise typer.Exit(1)
@@ -294,7 +297,7 @@ def main() -> None:
     try:
         app()
     except LtenvError as e:
-        console.print(f"[red]error:[/] {e}", highlight=False)
+        console.print("[red]error:[/]", escape(str(e)), highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

@@ -67,6 +67,8 @@ class TerminalEnv(gym.Env[str, str]):
         command_timeout: per-command limit; a command past it gets Ctrl-C, then SIGKILL.
         max_output_bytes: observation budget per command (head and tail kept).
         render_mode: ``"ansi"`` (``render()`` returns the transcript) or ``"human"`` (prints it).
+        info_timings: put wall-clock measurements (``duration_s``, ``elapsed_s``...) in ``info``. They differ
+            between runs, so ``gymnasium.utils.env_checker.check_env``'s step-determinism check needs ``False``.
     """
 
     metadata = {"render_modes": ["ansi", "human"]}
@@ -83,6 +85,7 @@ class TerminalEnv(gym.Env[str, str]):
         max_output_bytes: int = DEFAULT_MAX_OUTPUT,
         render_mode: str | None = None,
         image_store=None,
+        info_timings: bool = True,
     ):
         if action_mode != "command":
             raise ValueError(f"action_mode {action_mode!r} is not supported yet; use 'command'")
@@ -97,6 +100,7 @@ class TerminalEnv(gym.Env[str, str]):
         self.max_output_bytes = max_output_bytes
         self.render_mode = render_mode
         self._store = image_store
+        self.info_timings = info_timings
         self.observation_space = TerminalText(MAX_OBSERVATION_CHARS)
         self.action_space = TerminalText(MAX_ACTION_CHARS)
         self.sandbox: Sandbox | None = None
@@ -134,8 +138,9 @@ class TerminalEnv(gym.Env[str, str]):
             "instruction": self.task.instruction,
             "workdir": workdir,
             "backend": self.backend,
-            "reset_seconds": time.monotonic() - t0,
         }
+        if self.info_timings:
+            info["reset_seconds"] = time.monotonic() - t0
         return obs, info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
@@ -156,7 +161,8 @@ class TerminalEnv(gym.Env[str, str]):
             return self._finish("sandbox_error", terminated=False, obs_prefix="", error=str(e))
         obs = res.output
         if res.timed_out:
-            obs += f"\n[command timed out after {res.duration_s:.1f}s and was interrupted]\n"
+            limit = min(self.command_timeout, remaining)
+            obs += f"\n[command timed out after {limit:g}s and was interrupted]\n"
         info: dict[str, Any] = {
             "exit_code": res.exit_code,
             "timed_out": res.timed_out,
@@ -168,6 +174,8 @@ class TerminalEnv(gym.Env[str, str]):
         self._transcript.append(f"$ {action}\n{obs}")
         if self.render_mode == "human":
             self.render()
+        if not self.info_timings:
+            info.pop("duration_s")
         if res.shell_exited:
             return self._finish("shell_exited", terminated=False, obs_prefix=obs, extra=info)
         if self._steps >= self.max_steps:
@@ -205,8 +213,14 @@ class TerminalEnv(gym.Env[str, str]):
             verifier_error=result.error,
             verifier_seconds=result.duration_s,
             steps=self._steps,
-            elapsed_s=time.monotonic() - self._t0,
         )
+        if self.info_timings:
+            info["elapsed_s"] = time.monotonic() - self._t0
+        else:
+            for key in ("verifier_seconds", "duration_s"):
+                info.pop(key, None)
+            for t in info["tests"]:
+                t.pop("duration_s", None)
         note = {
             "submitted": "",
             "max_steps": f"[episode truncated: max_steps={self.max_steps} reached]\n",

@@ -217,6 +217,7 @@ class BwrapSandbox(Sandbox):
         self._timer: threading.Timer | None = None
         self._closed = False
         self._staged: Path | None = None
+        self._stage_seq = 0
         self._lock = threading.Lock()
         self.expired = False
         env = dict(DEFAULT_ENV)
@@ -457,7 +458,8 @@ class BwrapSandbox(Sandbox):
         self._check()
         assert self.dir is not None
         ctl = self.dir / "ctl"
-        name = f"s{next(_counter)}"
+        self._stage_seq += 1
+        name = f"cmd{self._stage_seq}"  # per sandbox: a reset replays the same names
         path = ctl / name
         tmp = ctl / f".{name}"
         with open(tmp, "wb") as f:

@@ -287,7 +287,12 @@ edit("tests/test_invoice.py", '''def test_total_with_tax():''', '''def test_bulk
 
 def test_total_with_tax():''')
 sample(20, [L("Y-7", "0.45", 150, "10"), L("Z-8", "3.00", 10)], "20")
-commit("lin", "Tests and sample for bulk discount")
+edit("pricing/invoice.py", "BULK_QTY = 100 ", "BULK_MIN_QTY = 100 ")
+commit("lin", "Tests and sample for bulk discount; clearer constant name")
+
+# 16b
+edit("pricing/invoice.py", "if line[\"qty\"] >= BULK_QTY:", "if line[\"qty\"] >= BULK_MIN_QTY:")
+commit("lin", "Fix NameError after renaming BULK_QTY")
 
 # 17 REGRESSION: helper moved to money.py with a different default rounding mode
 write("pricing/money.py", '''"""Money helpers shared by the pricing modules."""

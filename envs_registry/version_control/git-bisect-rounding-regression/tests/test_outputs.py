@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = "/app/pricing"
-OLD_TIP = "9d911b8bef1d0355662fae13431a909120555f29"
+OLD_TIP = "6c8935229c5d98835b62e40a6cf0c984e7b95dcc"
 TAG_OBJECT = "5d0091964622d492c2b0c3d8e225b8921fa48859"
-FIRST_BAD = "632b2bbe2210d55e2c47c883d36a05804397e2e1"
+FIRST_BAD = "59430092ae8dd3c97f7f26a0723ff9b9366facad"
 
 
 def git(*args, cwd=REPO):
