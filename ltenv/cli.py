@@ -77,7 +77,8 @@ def list_cmd(
     if domain:
         selected = [t for t in selected if t.domain == domain]
     rows = [
-        {"name": t.name, "domain": t.domain, "difficulty": t.difficulty, "path": str(t.path)} for t in selected
+        {"name": t.name, "domain": t.domain, "difficulty": t.difficulty, "path": str(t.path)}
+        for t in selected
     ]
     if as_json:
         out.print_json(json.dumps(rows))
@@ -122,7 +123,9 @@ def validate(
             highlight=False,
         )
 
-    results = validate_suite(selected, backend=backend, jobs=jobs, runs=runs, on_result=on_result, on_build=on_build)
+    results = validate_suite(
+        selected, backend=backend, jobs=jobs, runs=runs, on_result=on_result, on_build=on_build
+    )
     n_valid = sum(r.valid for r in results)
     by_domain: dict[str, int] = {}
     for r in results:
@@ -144,7 +147,8 @@ def play(
     task: Annotated[str, typer.Argument(help="Task name (bundled) or path to a task folder.")],
     tasks: TasksOpt = None,
     command: Annotated[
-        list[str] | None, typer.Option("--command", "-c", help="Run these commands non-interactively, then submit.")
+        list[str] | None,
+        typer.Option("--command", "-c", help="Run these commands non-interactively, then submit."),
     ] = None,
     oracle: Annotated[
         bool, typer.Option(help="Type the reference solution into the shell as one command, then submit.")
@@ -163,7 +167,9 @@ def play(
         path = selected[0].path
     env = TerminalEnv(path, command_timeout=timeout, max_steps=10_000)
     obs, info = env.reset()
-    out.print(f"[bold]{info['task']}[/] ({info['domain']}, {info['difficulty']}) reset in {info['reset_seconds'] * 1000:.0f} ms")
+    out.print(
+        f"[bold]{info['task']}[/] ({info['domain']}, {info['difficulty']}) reset in {info['reset_seconds'] * 1000:.0f} ms"
+    )
     out.print(obs, markup=False, highlight=False, end="")
     scripted: list[str] | None = None
     if oracle:
@@ -190,7 +196,7 @@ def play(
                     return
                 if action.strip() == "submit":
                     action = ltenv.SUBMIT
-            obs, reward, terminated, truncated, info = env.step(action)
+            obs, _reward, terminated, truncated, info = env.step(action)
             out.print(obs, markup=False, highlight=False, end="")
             if terminated or truncated:
                 _print_verdict(info)
@@ -199,7 +205,9 @@ def play(
                 return
             status = info["exit_code"] if not info["timed_out"] else "timeout"
             out.print(f"[dim][exit {status}, {info['duration_s'] * 1000:.1f} ms][/]")
-            out.print(f"root@sandbox:{env.sandbox.spec.workdir}# " if env.sandbox else "$ ", end="", markup=False)
+            out.print(
+                f"root@sandbox:{env.sandbox.spec.workdir}# " if env.sandbox else "$ ", end="", markup=False
+            )
     finally:
         env.close()
 
@@ -281,7 +289,9 @@ def images_export(
 def images_bootstrap(
     suite: Annotated[str, typer.Option(help="Debian suite.")] = "bookworm",
     tag: Annotated[str | None, typer.Option(help="Image tag (default: debian:<suite>).")] = None,
-    mirror: Annotated[str | None, typer.Option(help="Debian mirror URL (default: $LTENV_DEBIAN_MIRROR or deb.debian.org).")] = None,
+    mirror: Annotated[
+        str | None, typer.Option(help="Debian mirror URL (default: $LTENV_DEBIAN_MIRROR or deb.debian.org).")
+    ] = None,
 ) -> None:
     """Create a Debian base image with no registry: debootstrap from a mirror, then `docker import`."""
     from ltenv.sandbox.images import ImageStore

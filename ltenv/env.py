@@ -90,7 +90,9 @@ class TerminalEnv(gym.Env[str, str]):
         if action_mode != "command":
             raise ValueError(f"action_mode {action_mode!r} is not supported yet; use 'command'")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
         self.task = task if isinstance(task, Task) else load_task(task)
         self.backend = backend
         self.action_mode = action_mode
@@ -119,7 +121,9 @@ class TerminalEnv(gym.Env[str, str]):
         try:
             self.sandbox = create_sandbox(self.task, backend=self.backend, store=self._store)
             self.sandbox.start()
-            self.shell = ShellSession(self.sandbox, timeout=self.command_timeout, max_output_bytes=self.max_output_bytes)
+            self.shell = ShellSession(
+                self.sandbox, timeout=self.command_timeout, max_output_bytes=self.max_output_bytes
+            )
             self.shell.start()
         except BaseException:
             self._teardown()

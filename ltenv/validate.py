@@ -65,7 +65,9 @@ def validate_task(
             res, _ = _episode(task, oracle=False, backend=backend, store=store)
             nop_runs.append(res.reward)
             if res.reward > 0.0:
-                errors.append(f"a do-nothing agent scored {res.reward:g}: the verifier accepts the initial state")
+                errors.append(
+                    f"a do-nothing agent scored {res.reward:g}: the verifier accepts the initial state"
+                )
     except LtenvError as e:
         errors.append(str(e))
     stable = len(set(oracle_runs)) <= 1 and len(set(nop_runs)) <= 1

@@ -97,7 +97,11 @@ def parse_ctrf(json_text: str) -> list[TestResult]:
         status = t.get("status", "other")
         outcome = {"passed": "passed", "failed": "failed", "skipped": "skipped"}.get(status, "error")
         dur = t.get("duration")
-        out.append(TestResult(t.get("name", "?"), outcome, (t.get("message") or "")[:2000], dur / 1000 if dur else None))
+        out.append(
+            TestResult(
+                t.get("name", "?"), outcome, (t.get("message") or "")[:2000], dur / 1000 if dur else None
+            )
+        )
     return out
 
 
@@ -105,7 +109,9 @@ def verify(sandbox: Sandbox, task: Task, *, timeout: float | None = None) -> Ver
     """Copy the tests in, run ``tests/test.sh`` and return the reward and per-test detail."""
     timeout = timeout or task.config.verifier.timeout_sec
     prep = sandbox.exec(
-        ["/bin/sh", "-c", f"rm -rf {TESTS_DIR} {VERIFIER_LOGS} && mkdir -p {VERIFIER_LOGS}"], timeout=60, workdir="/"
+        ["/bin/sh", "-c", f"rm -rf {TESTS_DIR} {VERIFIER_LOGS} && mkdir -p {VERIFIER_LOGS}"],
+        timeout=60,
+        workdir="/",
     )
     if not prep.ok:
         return VerifierResult(0.0, False, error=f"preparing the verifier failed: {prep.text.strip()[-300:]}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
+collect_ignore = ["fixtures"]  # task test files run inside sandboxes, not here
 REGISTRY = Path(__file__).parent.parent / "envs_registry"
 
 

@@ -15,7 +15,11 @@ FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
 
 def ltenv(*args: str, input: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ltenv.cli", *args], capture_output=True, text=True, input=input, timeout=timeout
+        [sys.executable, "-m", "ltenv.cli", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=timeout,
     )
 
 

@@ -119,7 +119,7 @@ def test_shell_exit_ends_episode_and_verifier_still_runs(make_env):
     env = make_env()
     env.reset()
     env.step('echo "hello from $(cat seed.txt)" > greeting.txt')
-    obs, reward, terminated, truncated, info = env.step("exit")
+    _obs, reward, terminated, truncated, info = env.step("exit")
     assert truncated and not terminated
     assert info["shell_exited"] and info["termination"] == "shell_exited"
     assert reward == 1.0
@@ -129,7 +129,7 @@ def test_reset_gives_fresh_sandbox(make_env):
     env = make_env()
     env.reset()
     env.step("touch /app/leftover && cd /tmp")
-    obs, _ = env.reset()
+    _obs, _ = env.reset()
     assert env.step("ls /app; pwd")[0] == "seed.txt\n/app\n"
 
 
@@ -172,7 +172,7 @@ def test_reward_json_is_read(tmp_path, store, bwrap_ok):
     dest = tmp_path / "json-reward"
     shutil.copytree(FIXTURES / "write-greeting", dest)
     (dest / "tests" / "test.sh").write_text(
-        '#!/bin/bash\nmkdir -p /logs/verifier\necho \'{"reward": 0.5}\' > /logs/verifier/reward.json\n'
+        "#!/bin/bash\nmkdir -p /logs/verifier\necho '{\"reward\": 0.5}' > /logs/verifier/reward.json\n"
     )
     env = TerminalEnv(dest, image_store=store)
     try:

@@ -31,7 +31,6 @@ import subprocess
 import sys
 import termios
 import threading
-import time
 import weakref
 from pathlib import Path
 
@@ -75,7 +74,9 @@ def _mount_overlay(lower: list[str], upper: Path, work: Path, merged: Path) -> s
             raise SandboxError(f"too many image layers for one overlay mount ({len(lower)})")
         if _libc.mount(b"overlay", str(merged).encode(), b"overlay", 0, opts.encode()) != 0:
             err = ctypes.get_errno()
-            raise SandboxError(f"mounting the overlay root failed: {os.strerror(err)} (options: {opts[:300]})")
+            raise SandboxError(
+                f"mounting the overlay root failed: {os.strerror(err)} (options: {opts[:300]})"
+            )
         return "kernel"
     proc = subprocess.run(["fuse-overlayfs", "-o", opts, str(merged)], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -281,7 +282,9 @@ class BwrapSandbox(Sandbox):
             args.append("--unshare-net")
         info_r, info_w = os.pipe()
         keeper_r, keeper_w = os.pipe()
-        args += ["--info-fd", str(info_w), "--", "/bin/sh", "-c", "read _ignored; exit 0"]
+        # The keeper announces itself: bwrap writes --info-fd before the child has finished pivoting into the
+        # new root, so joining its namespaces earlier could land in a half-built sandbox.
+        args += ["--info-fd", str(info_w), "--", "/bin/sh", "-c", "echo ready; read _ignored; exit 0"]
         procs_files = self._limits.procs_files if self._limits else []
 
         def _enter_cgroup() -> None:  # runs in the child between fork and exec: raw syscalls only
@@ -295,7 +298,7 @@ class BwrapSandbox(Sandbox):
             self._proc = subprocess.Popen(
                 args,
                 stdin=keeper_r,
-                stdout=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 pass_fds=(info_w,),
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
@@ -314,6 +317,17 @@ class BwrapSandbox(Sandbox):
                 err = self._proc.stderr.read() if self._proc.stderr else b""
             raise SandboxError(f"bwrap failed to start: {err.decode(errors='replace').strip()}")
         self._child_pid = int(json.loads(raw)["child-pid"])
+        assert self._proc.stdout is not None
+        ready = self._proc.stdout.readline()
+        self._proc.stdout.close()
+        if ready.strip() != b"ready":
+            err = b""
+            with contextlib.suppress(Exception):
+                self._proc.wait(timeout=5)
+                err = self._proc.stderr.read() if self._proc.stderr else b""
+            raise SandboxError(
+                f"the sandbox did not come up (no /bin/sh in the image?): {err.decode(errors='replace').strip()}"
+            )
         if self.spec.lifetime_sec:
             self._timer = threading.Timer(self.spec.lifetime_sec, self._expire)
             self._timer.daemon = True

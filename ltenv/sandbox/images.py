@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "FTP_PROXY", "ALL_PROXY")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
-_FROM_RE = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE | re.MULTILINE)
+_FROM_RE = re.compile(
+    r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE | re.MULTILINE
+)
 _TAG_COMMENT_RE = re.compile(r"^#\s*ltenv-tag:\s*(\S+)", re.MULTILINE)
 
 
@@ -270,7 +272,9 @@ class ImageStore:
                     if p.is_file():
                         p.unlink()
             tarball = Path(tmp) / "rootfs.tar"
-            subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], check=True)
+            subprocess.run(
+                ["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], check=True
+            )
             repo, _, t = tag.rpartition(":")
             resp = self.client.api.import_image_from_file(
                 str(tarball), repository=repo, tag=t, changes=['CMD ["bash"]']
@@ -329,7 +333,9 @@ class ImageStore:
                     image_id = chunk["aux"]["ID"]
                 if "error" in chunk:
                     tail = "\n".join(lines[-20:])
-                    raise ImageError(f"building {tag} from {context} failed: {chunk['error'].strip()}\n{tail}")
+                    raise ImageError(
+                        f"building {tag} from {context} failed: {chunk['error'].strip()}\n{tail}"
+                    )
                 if time.monotonic() - t0 > timeout:
                     raise ImageError(f"building {tag} from {context} exceeded build_timeout_sec={timeout:g}")
         except ImageError:
@@ -392,7 +398,9 @@ class ImageStore:
         return PreparedImage(
             image_id=data["id"],
             layers=layers,
-            config=ImageConfig(env=cfg.get("env", {}), workdir=cfg.get("workdir", ""), user=cfg.get("user", "")),
+            config=ImageConfig(
+                env=cfg.get("env", {}), workdir=cfg.get("workdir", ""), user=cfg.get("user", "")
+            ),
             tag=data.get("tag", ""),
         )
 

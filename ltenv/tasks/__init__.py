@@ -27,4 +27,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ltenv.tasks' has no attribute {name!r}")
 
 
-__all__ = ["DOMAINS", "Suite", "Task", "TaskConfig", "discover", "is_task_dir", "load_suite", "load_task", "tree_digest"]
+__all__ = [
+    "DOMAINS",
+    "Suite",
+    "Task",
+    "TaskConfig",
+    "discover",
+    "is_task_dir",
+    "load_suite",
+    "load_task",
+    "tree_digest",
+]

@@ -12,6 +12,7 @@ from ltenv.errors import SuiteLoadError, TaskLoadError
 from ltenv.tasks.discovery import discover
 from ltenv.tasks.model import TASK_NAME_RE, Task, TaskConfig
 
+
 def _format_loc(loc: tuple) -> str:
     parts = [str(p) for p in loc]
     if len(parts) >= 2 and parts[0] in {"metadata", "agent", "verifier", "environment"}:

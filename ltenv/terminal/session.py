@@ -92,14 +92,17 @@ class ShellSession:
         # One line: no echo from here on, silent prompts, and the runner that prints the marker.
         init = (
             "stty -echo; unset PROMPT_COMMAND; PS1=''; PS2=''; "
-            f"__ltenv_run() {{ . \"$1\"; builtin printf '\\036{n}:%s:%d\\036' \"$2\" \"$?\"; }}; "
-            f"__ltenv_eval() {{ local __c; __c=$(cat); eval \"$__c\" </dev/tty; "
-            f"builtin printf '\\036{n}:%s:%d\\036' \"$1\" \"$?\"; }}; "
+            f'__ltenv_run() {{ . "$1"; builtin printf \'\\036{n}:%s:%d\\036\' "$2" "$?"; }}; '
+            f'__ltenv_eval() {{ local __c; __c=$(cat); eval "$__c" </dev/tty; '
+            f'builtin printf \'\\036{n}:%s:%d\\036\' "$1" "$?"; }}; '
             f"builtin printf '\\036{n}:%s:%d\\036' 0 0\n"
         )
         self._write(init.encode())
         buf = HeadTailBuffer(4096)
-        ok, _ = self._read_until(0, time.monotonic() + timeout, buf)
+        try:
+            ok, _ = self._read_until(0, time.monotonic() + timeout, buf)
+        except ShellExited:
+            raise ShellError(f"the shell exited while starting: {decode(buf.getvalue())[-500:]!r}") from None
         if not ok:
             raise ShellError(f"the shell did not start: {decode(buf.getvalue())[-500:]!r}")
 

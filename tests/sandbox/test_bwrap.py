@@ -81,7 +81,9 @@ def test_rm_rf_root_leaves_host_and_cache_intact(sandbox, greeting_image, tmp_pa
     sentinel = tmp_path / "host-sentinel"
     sentinel.write_text("still here")
     before = _snapshot(greeting_image.layers)
-    res = sandbox.exec(["bash", "-c", "rm -rf --no-preserve-root / 2>/dev/null; ls /usr/bin | wc -l"], timeout=120)
+    res = sandbox.exec(
+        ["bash", "-c", "rm -rf --no-preserve-root / 2>/dev/null; ls /usr/bin | wc -l"], timeout=120
+    )
     assert res.stdout.strip() in (b"0", b"")  # the episode's root really is gone...
     assert sentinel.read_text() == "still here"  # ...the host is not
     assert _snapshot(greeting_image.layers) == before  # ...nor the shared layer cache

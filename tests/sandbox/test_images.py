@@ -76,7 +76,7 @@ def test_missing_base_image_has_clear_error(store, tmp_path):
     dest = tmp_path / "needs-missing-base"
     shutil.copytree(FIXTURES / "write-greeting", dest)
     (dest / "environment" / "Dockerfile").write_text("FROM ltenv-test/definitely-missing:1\n")
-    with pytest.raises(ImageError, match="definitely-missing.*not available"):
+    with pytest.raises(ImageError, match=r"definitely-missing.*not available"):
         store.build(load_task(dest))
 
 
@@ -93,7 +93,9 @@ def test_build_failure_reports_log(store, tmp_path):
 
 def test_dockerfile_bases_skips_stage_aliases(tmp_path):
     df = tmp_path / "Dockerfile"
-    df.write_text("FROM debian:bookworm AS build\nRUN true\nFROM build\nFROM --platform=linux/amd64 alpine:3\n")
+    df.write_text(
+        "FROM debian:bookworm AS build\nRUN true\nFROM build\nFROM --platform=linux/amd64 alpine:3\n"
+    )
     assert dockerfile_bases(df) == ["debian:bookworm", "alpine:3"]
 
 

@@ -47,7 +47,12 @@ def test_checksum_changes_with_content(good: Path):
     ("mutate", "file", "field", "fragment"),
     [
         (lambda d: (d / "task.toml").unlink(), "task.toml", None, "missing"),
-        (lambda d: (d / "task.toml").write_text("[agent\ntimeout_sec = 1"), "task.toml", None, "invalid TOML"),
+        (
+            lambda d: (d / "task.toml").write_text("[agent\ntimeout_sec = 1"),
+            "task.toml",
+            None,
+            "invalid TOML",
+        ),
         (
             lambda d: (d / "task.toml").write_text('[agent]\ntimeout_sec = "soon"\n'),
             "task.toml",
@@ -75,7 +80,12 @@ def test_checksum_changes_with_content(good: Path):
         (lambda d: (d / "instruction.md").unlink(), "instruction.md", None, "missing"),
         (lambda d: (d / "instruction.md").write_text("  \n"), "instruction.md", None, "empty"),
         (lambda d: (d / "tests" / "test.sh").unlink(), "tests/test.sh", None, "missing"),
-        (lambda d: (d / "environment" / "Dockerfile").unlink(), "environment/Dockerfile", None, "docker_image"),
+        (
+            lambda d: (d / "environment" / "Dockerfile").unlink(),
+            "environment/Dockerfile",
+            None,
+            "docker_image",
+        ),
         (lambda d: (d / "solution" / "solve.sh").unlink(), "solution/solve.sh", None, "missing"),
     ],
 )

@@ -66,7 +66,10 @@ def test_timeout_on_program_waiting_for_input(shell):
 
 
 def test_sigint_ignoring_child_is_killed(shell):
-    res = shell.run("python3 -c 'import signal,time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(100)'", timeout=1)
+    res = shell.run(
+        "python3 -c 'import signal,time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(100)'",
+        timeout=1,
+    )
     assert res.timed_out and not res.shell_restarted
     assert shell.run("echo ok").output == "ok\n"
 
