@@ -120,10 +120,10 @@ class TerminalEnv(gym.Env[str, str]):
         t0 = time.monotonic()
         try:
             self.sandbox = create_sandbox(self.task, backend=self.backend, store=self._store)
-            self.sandbox.start()
             self.shell = ShellSession(
                 self.sandbox, timeout=self.command_timeout, max_output_bytes=self.max_output_bytes
             )
+            self.sandbox.start(pty=self.shell.pty_request())  # the shell boots while the sandbox does
             self.shell.start()
         except BaseException:
             self._teardown()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from ltenv.sandbox.base import ExecResult, PtyProcess, Sandbox, SandboxSpec
+from ltenv.sandbox.base import ExecResult, PtyProcess, PtyRequest, Sandbox, SandboxSpec
 
 if TYPE_CHECKING:
     from ltenv.sandbox.images import ImageStore
@@ -57,6 +57,7 @@ __all__ = [
     "DEFAULT_BACKEND",
     "ExecResult",
     "PtyProcess",
+    "PtyRequest",
     "Sandbox",
     "SandboxSpec",
     "create_sandbox",

@@ -42,6 +42,18 @@ class SandboxSpec:
 
 
 @dataclass
+class PtyRequest:
+    """A program to start on a terminal together with the sandbox (the agent's shell)."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    rows: int = 40
+    cols: int = 160
+    echo: bool = True
+    """Terminal echo of input (off for command mode: the shell's input is not output)."""
+
+
+@dataclass
 class ExecResult:
     """Outcome of :meth:`Sandbox.exec`. Output is bounded (head and tail kept)."""
 
@@ -87,9 +99,12 @@ class Sandbox(abc.ABC):
     """
 
     spec: SandboxSpec
+    primary_pty: PtyProcess | None = None
+    """The program requested with ``start(pty=...)``, until a caller takes it."""
 
     @abc.abstractmethod
-    def start(self) -> None: ...
+    def start(self, *, pty: PtyRequest | None = None) -> None:
+        """Start the sandbox; with ``pty``, also start that program on a terminal as :attr:`primary_pty`."""
 
     @abc.abstractmethod
     def exec(
@@ -106,7 +121,13 @@ class Sandbox(abc.ABC):
 
     @abc.abstractmethod
     def spawn_pty(
-        self, argv: list[str], *, env: dict[str, str] | None = None, rows: int = 40, cols: int = 160
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        rows: int = 40,
+        cols: int = 160,
+        echo: bool = True,
     ) -> PtyProcess:
         """Start ``argv`` on a new pseudo-terminal inside the sandbox, as its controlling terminal."""
 

@@ -35,7 +35,15 @@ import weakref
 from pathlib import Path
 
 from ltenv.errors import SandboxError
-from ltenv.sandbox.base import DEFAULT_ENV, ExecResult, PtyProcess, Sandbox, SandboxSpec, run_bounded
+from ltenv.sandbox.base import (
+    DEFAULT_ENV,
+    ExecResult,
+    PtyProcess,
+    PtyRequest,
+    Sandbox,
+    SandboxSpec,
+    run_bounded,
+)
 from ltenv.sandbox.images import PreparedImage
 from ltenv.sandbox.limits import CgroupLimits
 
@@ -219,6 +227,7 @@ class BwrapSandbox(Sandbox):
         self._closed = False
         self._staged: Path | None = None
         self._stage_seq = 0
+        self.primary_pty: BwrapPty | None = None
         self._lock = threading.Lock()
         self.expired = False
         env = dict(DEFAULT_ENV)
@@ -227,7 +236,9 @@ class BwrapSandbox(Sandbox):
         self.env = env
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
+    def start(self, *, pty: PtyRequest | None = None) -> None:
+        """Start the sandbox. With ``pty``, also start that program on a terminal (see :attr:`primary_pty`):
+        its launcher boots while the sandbox comes up, which takes its cost off the reset path."""
         global _gc_done
         if self._proc is not None:
             return
@@ -246,12 +257,12 @@ class BwrapSandbox(Sandbox):
             (self.dir / sub).mkdir(parents=True)
         _live.add(self)
         try:
-            self._start(name)
+            self._start(name, pty)
         except BaseException:
             self.close()
             raise
 
-    def _start(self, name: str) -> None:
+    def _start(self, name: str, pty: PtyRequest | None) -> None:
         assert self.dir is not None
         merged = self.dir / "merged"
         lower = [str(p) for p in reversed(self.image.layers)]
@@ -308,6 +319,30 @@ class BwrapSandbox(Sandbox):
             os.close(info_w)
             os.close(keeper_r)
         self._keeper_w = keeper_w
+        pid_w = None
+        if pty is not None:
+            pid_r, pid_w = os.pipe()
+            try:
+                self.primary_pty = self._spawn_pty(
+                    pty.argv, pty.env, pty.rows, pty.cols, pid_fd=pid_r, echo=pty.echo
+                )
+            finally:
+                os.close(pid_r)
+        try:
+            self._await_ready(info_r)
+        finally:
+            if pid_w is not None:
+                with contextlib.suppress(OSError):
+                    if self._child_pid:
+                        os.write(pid_w, f"{self._child_pid}\n".encode())
+                os.close(pid_w)
+        if self.spec.lifetime_sec:
+            self._timer = threading.Timer(self.spec.lifetime_sec, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _await_ready(self, info_r: int) -> None:
+        assert self._proc is not None
         with os.fdopen(info_r, "rb") as f:
             raw = f.read()
         if not raw:
@@ -328,10 +363,6 @@ class BwrapSandbox(Sandbox):
             raise SandboxError(
                 f"the sandbox did not come up (no /bin/sh in the image?): {err.decode(errors='replace').strip()}"
             )
-        if self.spec.lifetime_sec:
-            self._timer = threading.Timer(self.spec.lifetime_sec, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
 
     def _prepare_root(self, merged: Path) -> None:
         """Before the agent exists: working directory and the files a container runtime would provide."""
@@ -377,6 +408,9 @@ class BwrapSandbox(Sandbox):
             self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self.primary_pty is not None:  # started but never taken by a session
+            self.primary_pty.kill()
+            self.primary_pty = None
         self._kill_all()
         if self._keeper_w is not None:
             with contextlib.suppress(OSError):
@@ -407,8 +441,11 @@ class BwrapSandbox(Sandbox):
             why = "it reached its lifetime" if self.expired else f"bwrap exited with {self._proc.returncode}"
             raise SandboxError(f"sandbox is dead ({why})")
 
-    def _launcher(self, argv: list[str], workdir: str | None, tty: bool) -> list[str]:
-        cmd = [sys.executable, "-I", "-S", NSEXEC, "--pid", str(self._child_pid)]
+    def _launcher(
+        self, argv: list[str], workdir: str | None, tty: bool, pid_fd: int | None = None
+    ) -> list[str]:
+        cmd = [sys.executable, "-I", "-S", NSEXEC]
+        cmd += ["--pid-fd", str(pid_fd)] if pid_fd is not None else ["--pid", str(self._child_pid)]
         cmd += ["--wd", workdir or self.spec.workdir]
         if tty:
             cmd.append("--tty")
@@ -443,21 +480,43 @@ class BwrapSandbox(Sandbox):
         return res
 
     def spawn_pty(
-        self, argv: list[str], *, env: dict[str, str] | None = None, rows: int = 40, cols: int = 160
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        rows: int = 40,
+        cols: int = 160,
+        echo: bool = True,
     ) -> BwrapPty:
         self._check()
+        return self._spawn_pty(argv, env, rows, cols, echo=echo)
+
+    def _spawn_pty(
+        self,
+        argv: list[str],
+        env: dict[str, str] | None,
+        rows: int,
+        cols: int,
+        pid_fd: int | None = None,
+        echo: bool = True,
+    ) -> BwrapPty:
         full_env = dict(self.env)
         if env:
             full_env.update(env)
         master, slave = os.openpty()
         try:
             termios.tcsetwinsize(slave, (rows, cols))
+            if not echo:
+                attrs = termios.tcgetattr(slave)
+                attrs[3] &= ~termios.ECHO
+                termios.tcsetattr(slave, termios.TCSANOW, attrs)
             popen = subprocess.Popen(
-                self._launcher(argv, None, tty=True),
+                self._launcher(argv, None, tty=True, pid_fd=pid_fd),
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
                 env=full_env,
+                pass_fds=(pid_fd,) if pid_fd is not None else (),
             )
         except BaseException:
             os.close(master)

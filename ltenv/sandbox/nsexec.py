@@ -7,19 +7,18 @@ sandbox's user namespace grants, so processes it starts have exactly the privile
 
 Usage::
 
-    python -I -S nsexec.py --pid PID [--wd DIR] [--tty] [--cgroup-procs FILE]... -- ARGV...
+    python -I -S nsexec.py (--pid PID | --pid-fd FD) [--wd DIR] [--tty] [--cgroup-procs FILE]... -- ARGV...
 
 ``PID`` is the host pid of a process inside the sandbox (bwrap's child). The program's exit status is
 relayed; if this launcher is killed, the program dies with it (PR_SET_PDEATHSIG).
 """
 
 import ctypes
-import fcntl
 import os
 import signal
 import sys
-import termios
-import warnings  # noqa: F401  (os.execvp imports it lazily; after chroot it would not be found)
+
+# Only ctypes is imported beyond built-ins: every extension module costs a dlopen on each launch.
 
 PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
@@ -27,6 +26,7 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
+TIOCSCTTY = 0x540E
 NAMESPACES = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
 
 
@@ -57,6 +57,15 @@ def _parse(argv: list[str]) -> tuple[int, str, bool, list[str], list[str]]:
         if a == "--pid":
             pid = int(argv[i + 1])
             i += 2
+        elif a == "--pid-fd":
+            # The caller starts us while the sandbox is still coming up and writes the pid when it is ready.
+            fd = int(argv[i + 1])
+            with os.fdopen(fd, "rb") as f:
+                data = f.read().strip()
+            if not data:
+                _die("the sandbox failed to start", 125)
+            pid = int(data)
+            i += 2
         elif a == "--wd":
             wd = argv[i + 1]
             i += 2
@@ -70,6 +79,24 @@ def _parse(argv: list[str]) -> tuple[int, str, bool, list[str], list[str]]:
             _die(f"unknown argument {a!r}", 2)
     _die("missing '--' before the command", 2)
     raise AssertionError
+
+
+def _exec(cmd: list[str]) -> None:
+    """execvp without os.execvp (which imports modules lazily: after the chroot they are not there)."""
+    if "/" in cmd[0]:
+        candidates = [cmd[0]]
+    else:
+        path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+        candidates = [os.path.join(d or ".", cmd[0]) for d in path.split(":")]
+    err = "not found"
+    for c in candidates:
+        try:
+            os.execve(c, cmd, os.environ)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            err = e.strerror or str(e)
+    _die(f"cannot run {cmd[0]!r}: {err}", 127)
 
 
 def main() -> None:
@@ -104,8 +131,8 @@ def main() -> None:
     if child == 0:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         os.setsid()
-        if tty:
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        if tty and libc.ioctl(0, TIOCSCTTY, 0) != 0:
+            _die(f"cannot take the terminal: {os.strerror(ctypes.get_errno())}")
         os.fchdir(root_fd)
         os.chroot(".")
         try:
@@ -120,10 +147,7 @@ def main() -> None:
         if libc.capset(ctypes.byref(hdr), data) != 0:
             _die(f"capset failed: {os.strerror(ctypes.get_errno())}")
         libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-        try:
-            os.execvp(cmd[0], cmd)
-        except OSError as e:
-            _die(f"cannot run {cmd[0]!r}: {e.strerror}", 127)
+        _exec(cmd)
 
     # Launcher: hold no terminal (so the PTY reports EOF when the program exits), relay signals, relay status.
     null = os.open(os.devnull, os.O_RDWR)

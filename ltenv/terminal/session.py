@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ltenv.errors import ShellError
 from ltenv.output import HeadTailBuffer, decode, strip_ansi
-from ltenv.sandbox.base import PtyProcess, Sandbox
+from ltenv.sandbox.base import PtyProcess, PtyRequest, Sandbox
 
 DEFAULT_TIMEOUT = 180.0
 DEFAULT_MAX_OUTPUT = 16 * 1024
@@ -80,18 +80,29 @@ class ShellSession:
         self.restarts = 0
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, *, timeout: float = 30.0) -> None:
-        """Start the shell and wait until it is ready for commands."""
-        self.pty = self.sandbox.spawn_pty(
-            ["bash", "--noprofile", "--norc", "--noediting", "-i"],
+    def pty_request(self) -> PtyRequest:
+        """The shell this session runs; pass it to ``sandbox.start(pty=...)`` to start both at once."""
+        return PtyRequest(
+            argv=["bash", "--noprofile", "--norc", "--noediting", "-i"],
             env={"PS1": "", "PS2": "", "HISTFILE": "/dev/null", "PROMPT_COMMAND": ""},
             rows=self.rows,
             cols=self.cols,
+            echo=False,
         )
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        """Start the shell (or adopt the one the sandbox started) and wait until it is ready for commands."""
+        if self.sandbox.primary_pty is not None and self.restarts == 0 and self.pty is None:
+            self.pty, self.sandbox.primary_pty = self.sandbox.primary_pty, None
+        else:
+            req = self.pty_request()
+            self.pty = self.sandbox.spawn_pty(
+                req.argv, env=req.env, rows=req.rows, cols=req.cols, echo=req.echo
+            )
         n = self._nonce
         # One line: no echo from here on, silent prompts, and the runner that prints the marker.
         init = (
-            "stty -echo; unset PROMPT_COMMAND; PS1=''; PS2=''; "
+            "unset PROMPT_COMMAND; PS1=''; PS2=''; "
             f'__ltenv_run() {{ . "$1"; builtin printf \'\\036{n}:%s:%d\\036\' "$2" "$?"; }}; '
             f'__ltenv_eval() {{ local __c; __c=$(cat); eval "$__c" </dev/tty; '
             f'builtin printf \'\\036{n}:%s:%d\\036\' "$1" "$?"; }}; '
