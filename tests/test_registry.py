@@ -37,6 +37,7 @@ def test_no_tests_or_solution_copied_into_images():
 @pytest.mark.slow
 @pytest.mark.docker
 @pytest.mark.bwrap
+@pytest.mark.timeout(3000)  # on a fresh machine this builds all 30 task images first
 def test_every_bundled_task_is_valid(store, bwrap_ok):
     """`ltenv validate` on the whole suite: oracle 1.0 and nop 0.0, twice each."""
     from ltenv.validate import validate_suite
