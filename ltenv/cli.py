@@ -231,14 +231,8 @@ def gc() -> None:
     out.print(f"removed {n} stale sandbox(es)")
 
 
-@images_app.command("build")
-def images_build(
-    names: Annotated[list[str] | None, typer.Argument(help="Task names (default: all).")] = None,
-    tasks: TasksOpt = None,
-    force: Annotated[bool, typer.Option(help="Rebuild even if the content hash is unchanged.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
-    """Build task images with the Docker engine (bases first; unchanged tasks are skipped)."""
+def _for_each_image(names, tasks, verbose: bool, action) -> None:
+    """Run ``action(store, task) -> summary`` over the selected tasks; report failures and exit 1 on any."""
     from ltenv.errors import ImageError
     from ltenv.sandbox.images import ImageStore
 
@@ -249,13 +243,25 @@ def images_build(
     for task in selected:
         t0 = time.monotonic()
         try:
-            tag = store.build(task, force=force)
-            out.print(f"{task.name}: {tag} ({time.monotonic() - t0:.1f}s)", highlight=False)
+            summary = action(store, task)
+            out.print(f"{task.name}: {summary} ({time.monotonic() - t0:.1f}s)", highlight=False)
         except ImageError as e:
             failed += 1
             console.print(f"[red]{task.name}:[/]", escape(str(e)), highlight=False)
+    out.print(f"layer cache: {store.root}", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+@images_app.command("build")
+def images_build(
+    names: Annotated[list[str] | None, typer.Argument(help="Task names (default: all).")] = None,
+    tasks: TasksOpt = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if the content hash is unchanged.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Build task images with the Docker engine (bases first; unchanged tasks are skipped)."""
+    _for_each_image(names, tasks, verbose, lambda store, task: store.build(task, force=force))
 
 
 @images_app.command("export")
@@ -265,24 +271,7 @@ def images_export(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Build if needed, then unpack each task image's layers into the shared cache used by bwrap."""
-    from ltenv.errors import ImageError
-    from ltenv.sandbox.images import ImageStore
-
-    _setup_logging(verbose)
-    _, selected = _load(tasks, names)
-    store = ImageStore(log_fn=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
-    failed = 0
-    for task in selected:
-        t0 = time.monotonic()
-        try:
-            p = store.prepare(task)
-            out.print(f"{task.name}: {len(p.layers)} layers ({time.monotonic() - t0:.1f}s)", highlight=False)
-        except ImageError as e:
-            failed += 1
-            console.print(f"[red]{task.name}:[/]", escape(str(e)), highlight=False)
-    out.print(f"layer cache: {store.root}")
-    if failed:
-        raise typer.Exit(1)
+    _for_each_image(names, tasks, verbose, lambda store, task: f"{len(store.prepare(task).layers)} layers")
 
 
 @images_app.command("bootstrap")
