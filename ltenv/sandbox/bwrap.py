@@ -346,23 +346,24 @@ class BwrapSandbox(Sandbox):
         with os.fdopen(info_r, "rb") as f:
             raw = f.read()
         if not raw:
-            err = b""
-            with contextlib.suppress(Exception):
-                self._proc.wait(timeout=5)
-                err = self._proc.stderr.read() if self._proc.stderr else b""
-            raise SandboxError(f"bwrap failed to start: {err.decode(errors='replace').strip()}")
+            raise SandboxError(f"bwrap failed to start: {self._failure_output()}")
         self._child_pid = int(json.loads(raw)["child-pid"])
         assert self._proc.stdout is not None
         ready = self._proc.stdout.readline()
         self._proc.stdout.close()
         if ready.strip() != b"ready":
-            err = b""
-            with contextlib.suppress(Exception):
-                self._proc.wait(timeout=5)
-                err = self._proc.stderr.read() if self._proc.stderr else b""
             raise SandboxError(
-                f"the sandbox did not come up (no /bin/sh in the image?): {err.decode(errors='replace').strip()}"
+                f"the sandbox did not come up (no /bin/sh in the image?): {self._failure_output()}"
             )
+
+    def _failure_output(self) -> str:
+        """What bwrap said on stderr before exiting (it is waited for, briefly)."""
+        assert self._proc is not None
+        err = b""
+        with contextlib.suppress(Exception):
+            self._proc.wait(timeout=5)
+            err = self._proc.stderr.read() if self._proc.stderr else b""
+        return err.decode(errors="replace").strip()
 
     def _prepare_root(self, merged: Path) -> None:
         """Before the agent exists: working directory and the files a container runtime would provide."""
