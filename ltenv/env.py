@@ -119,6 +119,10 @@ class TerminalEnv(gym.Env[str, str]):
         self._teardown()
         t0 = time.monotonic()
         try:
+            if self._store is None and self.backend == "bwrap":
+                from ltenv.sandbox.images import ImageStore
+
+                self._store = ImageStore()  # one per env: it remembers the task's digest across resets
             self.sandbox = create_sandbox(self.task, backend=self.backend, store=self._store)
             self.shell = ShellSession(
                 self.sandbox, timeout=self.command_timeout, max_output_bytes=self.max_output_bytes

@@ -182,6 +182,7 @@ class ImageStore:
         self.mode = whiteout_mode()
         self.log = log_fn or (lambda msg: log.info("%s", msg))
         self._client = None
+        self._digests: dict[Path, tuple[tuple, str]] = {}
 
     # -- paths
     @property
@@ -354,7 +355,7 @@ class ImageStore:
 
         Needs a Docker engine only the first time (to build and export).
         """
-        digest = task.environment_digest()
+        digest = self._environment_digest(task)
         ref = self._ref_path(task.name)
         if ref.is_file():
             try:
@@ -384,6 +385,19 @@ class ImageStore:
             )
             tmp.replace(ref)
             return prepared
+
+    def _environment_digest(self, task: Task) -> str:
+        """``task.environment_digest()``, recomputed only when a file under ``environment/`` changed.
+
+        ``prepare`` runs on every reset: stat-ing the tree is cheap, reading every input file is not.
+        """
+        sig = _stat_signature(task.environment_dir)
+        hit = self._digests.get(task.environment_dir)
+        if hit is not None and hit[0] == sig:
+            return hit[1]
+        digest = task.environment_digest()
+        self._digests[task.environment_dir] = (sig, digest)
+        return digest
 
     def cached(self, image_id: str) -> PreparedImage | None:
         """The prepared image if its manifest and every layer are in the cache, else ``None``."""
@@ -538,6 +552,17 @@ class ImageStore:
                 total += sum(f.lstat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
                 _rmtree(p)
         return total
+
+
+def _stat_signature(root: Path) -> tuple:
+    """Paths, sizes, modes and modification times of every entry below ``root``."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            st = os.lstat(os.path.join(dirpath, fn))
+            out.append((dirpath, fn, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ino))
+    return tuple(out)
 
 
 class _ChunkReader:

@@ -108,3 +108,20 @@ def test_proxy_settings_become_build_args(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("no_proxy", "localhost")
     assert proxy_build_args() == {"HTTPS_PROXY": "http://proxy.internal:3128", "no_proxy": "localhost"}
+
+
+def test_environment_digest_is_cached_until_a_file_changes(tmp_path, monkeypatch):
+    from ltenv.tasks.model import Task
+
+    dest = tmp_path / "write-greeting"
+    shutil.copytree(FIXTURES / "write-greeting", dest)
+    task = load_task(dest)
+    store = ImageStore(tmp_path / "cache")
+    calls = []
+    real = Task.environment_digest
+    monkeypatch.setattr(Task, "environment_digest", lambda self: calls.append(1) or real(self))
+    first = store._environment_digest(task)
+    assert store._environment_digest(task) == first and len(calls) == 1  # unchanged: not re-read
+    (dest / "environment" / "seed.txt").write_text("changed seed, longer than before\n")
+    second = store._environment_digest(task)
+    assert second != first and len(calls) == 2
