@@ -20,17 +20,20 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import fcntl
 import itertools
 import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import termios
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -146,8 +149,31 @@ def gc_stale(verbose: bool = False) -> int:
     return removed
 
 
+def _open_pty(rows: int, cols: int, echo: bool) -> tuple[int, int]:
+    """A new terminal (master non-blocking, slave) of the given size, with input echo on or off."""
+    master, slave = os.openpty()
+    termios.tcsetwinsize(slave, (rows, cols))
+    if not echo:
+        attrs = termios.tcgetattr(slave)
+        attrs[3] &= ~termios.ECHO
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    os.set_blocking(master, False)
+    return master, slave
+
+
 def _descendants(root_pid: int) -> list[int]:
-    """Host pids of every descendant of ``root_pid`` (children first discovered first)."""
+    """Host pids of every descendant of ``root_pid`` (a process's first child right after it)."""
+    children = _children_map()
+    out, stack = [], [root_pid]
+    while stack:
+        for c in children.get(stack.pop(), []):
+            out.append(c)
+            stack.append(c)
+    return out
+
+
+def _children_map() -> dict[int, list[int]]:
+    """Parent pid -> child pids, for every process on the host."""
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -160,12 +186,34 @@ def _descendants(root_pid: int) -> list[int]:
         # The command name may contain spaces and parentheses: fields start after the last ')'.
         rest = stat[stat.rfind(b")") + 2 :].split()
         children.setdefault(int(rest[1]), []).append(int(entry.name))
-    out, stack = [], [root_pid]
-    while stack:
-        for c in children.get(stack.pop(), []):
-            out.append(c)
-            stack.append(c)
-    return out
+    return children
+
+
+def _children(pid: int) -> list[int]:
+    """Child pids of ``pid`` (from /proc/PID/task/PID/children where the kernel has it)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        if os.path.exists(f"/proc/{pid}"):
+            return _children_map().get(pid, [])
+        return []
+
+
+def _kill_tree(pids: list[int]) -> None:
+    for p in reversed(pids):
+        with contextlib.suppress(OSError):
+            os.kill(p, signal.SIGKILL)
+
+
+def _exited(pid: int) -> bool:
+    """Gone or a zombie (we are not its parent, so we cannot wait for it)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rfind(b")") + 2 :].split()[0] in (b"Z", b"X")
 
 
 class BwrapPty(PtyProcess):
@@ -183,22 +231,40 @@ class BwrapPty(PtyProcess):
 
     def kill_children(self) -> int:
         prog = self._program_pid()
-        if prog is None:
-            return 0
-        pids = _descendants(prog)
-        for p in pids:
-            with contextlib.suppress(OSError):
-                os.kill(p, signal.SIGKILL)
+        pids = _descendants(prog) if prog is not None else []
+        _kill_tree(pids)
         return len(pids)
 
     def kill(self) -> None:
-        for p in reversed(_descendants(self.popen.pid)):
-            with contextlib.suppress(OSError):
-                os.kill(p, signal.SIGKILL)
+        _kill_tree(_descendants(self.popen.pid))
         with contextlib.suppress(OSError):
             self.popen.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=5)
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+
+class KeeperPty(BwrapPty):
+    """The program the sandbox's keeper started on the terminal (bwrap -> init -> keeper -> program)."""
+
+    def __init__(self, fd: int, pid: int):
+        self.fd = fd
+        self._pid = pid
+        self._killed = False
+
+    def _program_pid(self) -> int | None:
+        return self._pid
+
+    def poll(self) -> int | None:
+        # The keeper and bwrap also hold the terminal, so it never reports EOF: look at the process instead.
+        return 0 if self._killed or _exited(self._pid) else None
+
+    def kill(self) -> None:
+        _kill_tree([self._pid, *_descendants(self._pid)])
+        self._killed = True
         if self.fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
@@ -284,7 +350,7 @@ class BwrapSandbox(Sandbox):
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", self.spec.hostname,
             "--cap-drop", "ALL",
-            "--chdir", "/",
+            "--chdir", self.spec.workdir,
         ]  # fmt: skip
         if self.spec.allow_internet:
             if os.path.exists("/etc/resolv.conf"):
@@ -293,17 +359,34 @@ class BwrapSandbox(Sandbox):
             args.append("--unshare-net")
         info_r, info_w = os.pipe()
         keeper_r, keeper_w = os.pipe()
+        master = slave = tty_fd = None
         # The keeper announces itself: bwrap writes --info-fd before the child has finished pivoting into the
-        # new root, so joining its namespaces earlier could land in a half-built sandbox.
-        args += ["--info-fd", str(info_w), "--", "/bin/sh", "-c", "echo ready; read _ignored; exit 0"]
+        # new root, so joining its namespaces earlier could land in a half-built sandbox. With a pty request
+        # the keeper then runs that program on the terminal itself (no launcher on the reset path) and keeps
+        # the sandbox alive after it exits, for the verifier.
+        keeper = "echo ready"
+        if pty is not None:
+            master, slave = _open_pty(pty.rows, pty.cols, pty.echo)
+            # POSIX sh only redirects single-digit descriptors: the terminal goes to a fixed one in the child.
+            tty_fd = next(d for d in (9, 8, 7) if d != info_w)
+            assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in pty.env.items())
+            redirs = f"<&{tty_fd} >&{tty_fd} 2>&{tty_fd} {tty_fd}>&-"
+            keeper += f"; {assigns} {shlex.join(pty.argv)} {redirs}; exec {tty_fd}>&-"
+        keeper += "; read _ignored; exit 0"
+        args += ["--info-fd", str(info_w), "--", "/bin/sh", "-c", keeper]
         procs_files = self._limits.procs_files if self._limits else []
+        ctty = slave
 
-        def _enter_cgroup() -> None:  # runs in the child between fork and exec: raw syscalls only
+        def _child_setup() -> None:  # runs in the child between fork and exec: raw syscalls only
             pid = str(os.getpid()).encode()
             for f in procs_files:
                 fd = os.open(f, os.O_WRONLY)
                 os.write(fd, pid)
                 os.close(fd)
+            if ctty is not None:  # the terminal becomes the sandbox session's controlling terminal
+                os.setsid()
+                fcntl.ioctl(ctty, termios.TIOCSCTTY, 0)
+                os.dup2(ctty, tty_fd)
 
         try:
             self._proc = subprocess.Popen(
@@ -311,31 +394,28 @@ class BwrapSandbox(Sandbox):
                 stdin=keeper_r,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(info_w,),
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                preexec_fn=_enter_cgroup if procs_files else None,
+                pass_fds=(info_w,) if slave is None else (info_w, slave, tty_fd),
+                env=self.env if pty is not None else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                preexec_fn=_child_setup if procs_files or ctty is not None else None,
             )
+        except BaseException:
+            if master is not None:
+                os.close(master)
+            raise
         finally:
             os.close(info_w)
             os.close(keeper_r)
+            if slave is not None:
+                os.close(slave)
         self._keeper_w = keeper_w
-        pid_w = None
-        if pty is not None:
-            pid_r, pid_w = os.pipe()
-            try:
-                self.primary_pty = self._spawn_pty(
-                    pty.argv, pty.env, pty.rows, pty.cols, pid_fd=pid_r, echo=pty.echo
-                )
-            finally:
-                os.close(pid_r)
         try:
             self._await_ready(info_r)
-        finally:
-            if pid_w is not None:
-                with contextlib.suppress(OSError):
-                    if self._child_pid:
-                        os.write(pid_w, f"{self._child_pid}\n".encode())
-                os.close(pid_w)
+            if master is not None:
+                self.primary_pty = KeeperPty(master, self._keeper_child())
+        except BaseException:
+            if master is not None and self.primary_pty is None:
+                os.close(master)
+            raise
         if self.spec.lifetime_sec:
             self._timer = threading.Timer(self.spec.lifetime_sec, self._expire)
             self._timer.daemon = True
@@ -355,6 +435,19 @@ class BwrapSandbox(Sandbox):
             raise SandboxError(
                 f"the sandbox did not come up (no /bin/sh in the image?): {self._failure_output()}"
             )
+
+    def _keeper_child(self, timeout: float = 10.0) -> int:
+        """Host pid of the program the keeper starts right after announcing itself."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            keeper = _children(self._child_pid)
+            program = _children(keeper[0]) if keeper else []
+            if program:
+                return program[0]
+            if self._proc is None or self._proc.poll() is not None:
+                break
+            time.sleep(0.0005)
+        raise SandboxError(f"the sandbox's terminal program did not start: {self._failure_output()}")
 
     def _failure_output(self) -> str:
         """What bwrap said on stderr before exiting (it is waited for, briefly)."""
@@ -388,9 +481,7 @@ class BwrapSandbox(Sandbox):
         if self._limits is not None:
             self._limits.kill_all()
         if self._proc is not None and self._proc.poll() is None:
-            for p in reversed(_descendants(self._proc.pid)):
-                with contextlib.suppress(OSError):
-                    os.kill(p, signal.SIGKILL)
+            _kill_tree(_descendants(self._proc.pid))
             with contextlib.suppress(OSError):
                 self._proc.kill()
 
@@ -490,41 +581,28 @@ class BwrapSandbox(Sandbox):
         echo: bool = True,
     ) -> BwrapPty:
         self._check()
-        return self._spawn_pty(argv, env, rows, cols, echo=echo)
+        return self._spawn_pty(argv, env, rows, cols, echo)
 
     def _spawn_pty(
-        self,
-        argv: list[str],
-        env: dict[str, str] | None,
-        rows: int,
-        cols: int,
-        pid_fd: int | None = None,
-        echo: bool = True,
+        self, argv: list[str], env: dict[str, str] | None, rows: int, cols: int, echo: bool
     ) -> BwrapPty:
         full_env = dict(self.env)
         if env:
             full_env.update(env)
-        master, slave = os.openpty()
+        master, slave = _open_pty(rows, cols, echo)
         try:
-            termios.tcsetwinsize(slave, (rows, cols))
-            if not echo:
-                attrs = termios.tcgetattr(slave)
-                attrs[3] &= ~termios.ECHO
-                termios.tcsetattr(slave, termios.TCSANOW, attrs)
             popen = subprocess.Popen(
-                self._launcher(argv, None, tty=True, pid_fd=pid_fd),
+                self._launcher(argv, None, tty=True),
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
                 env=full_env,
-                pass_fds=(pid_fd,) if pid_fd is not None else (),
             )
         except BaseException:
             os.close(master)
             raise
         finally:
             os.close(slave)
-        os.set_blocking(master, False)
         return BwrapPty(popen, master)
 
     def stage_file(self, data: bytes) -> str | None:

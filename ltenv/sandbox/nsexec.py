@@ -7,7 +7,7 @@ sandbox's user namespace grants, so processes it starts have exactly the privile
 
 Usage::
 
-    python -I -S nsexec.py (--pid PID | --pid-fd FD) [--wd DIR] [--tty] [--cgroup-procs FILE]... -- ARGV...
+    python -I -S nsexec.py --pid PID [--wd DIR] [--tty] [--cgroup-procs FILE]... -- ARGV...
 
 ``PID`` is the host pid of a process inside the sandbox (bwrap's child). The program's exit status is
 relayed; if this launcher is killed, the program dies with it (PR_SET_PDEATHSIG).
@@ -56,15 +56,6 @@ def _parse(argv: list[str]) -> tuple[int, str, bool, list[str], list[str]]:
             return pid, wd, tty, cgroups, argv[i + 1 :]
         if a == "--pid":
             pid = int(argv[i + 1])
-            i += 2
-        elif a == "--pid-fd":
-            # The caller starts us while the sandbox is still coming up and writes the pid when it is ready.
-            fd = int(argv[i + 1])
-            with os.fdopen(fd, "rb") as f:
-                data = f.read().strip()
-            if not data:
-                _die("the sandbox failed to start", 125)
-            pid = int(data)
             i += 2
         elif a == "--wd":
             wd = argv[i + 1]

@@ -167,8 +167,12 @@ class ShellSession:
             if wait <= 0:
                 self._pending = carry
                 return False, None
-            r, _, _ = select.select([fd], [], [], wait)
+            r, _, _ = select.select([fd], [], [], min(wait, 0.2))
             if not r:
+                # A terminal that other processes also hold never reports EOF: ask the process itself.
+                if self.pty.poll() is not None:
+                    buf.write(carry)
+                    raise ShellExited("the shell exited")
                 continue
             try:
                 chunk = os.read(fd, 1 << 16)
