@@ -225,8 +225,7 @@ class TerminalEnv(gym.Env[str, str]):
         if self.info_timings:
             info["elapsed_s"] = time.monotonic() - self._t0
         else:
-            for key in ("verifier_seconds", "duration_s"):
-                info.pop(key, None)
+            info.pop("verifier_seconds")
             for t in info["tests"]:
                 t.pop("duration_s", None)
         note = {

@@ -99,14 +99,13 @@ class ShellSession:
             self.pty = self.sandbox.spawn_pty(
                 req.argv, env=req.env, rows=req.rows, cols=req.cols, echo=req.echo
             )
-        n = self._nonce
-        # One line: no echo from here on, silent prompts, and the runner that prints the marker.
+        # One line: silent prompts, and the functions that run a command and print its marker.
+        mark = f"builtin printf '\\036{self._nonce}:%s:%d\\036'"
         init = (
             "unset PROMPT_COMMAND; PS1=''; PS2=''; "
-            f'__ltenv_run() {{ . "$1"; builtin printf \'\\036{n}:%s:%d\\036\' "$2" "$?"; }}; '
-            f'__ltenv_eval() {{ local __c; __c=$(cat); eval "$__c" </dev/tty; '
-            f'builtin printf \'\\036{n}:%s:%d\\036\' "$1" "$?"; }}; '
-            f"builtin printf '\\036{n}:%s:%d\\036' 0 0\n"
+            f'__ltenv_run() {{ . "$1"; {mark} "$2" "$?"; }}; '
+            f'__ltenv_eval() {{ local __c; __c=$(cat); eval "$__c" </dev/tty; {mark} "$1" "$?"; }}; '
+            f"{mark} 0 0\n"
         )
         self._write(init.encode())
         buf = HeadTailBuffer(4096)
