@@ -851,6 +851,181 @@ def leaderboard_cmd(
     )
 
 
+synth_app = typer.Typer(
+    help="LiteCoder-Terminal-Gen: synthesize verified tasks from domain specifications with an LLM.",
+    invoke_without_command=True,
+)
+app.add_typer(synth_app, name="synth")
+
+
+@synth_app.callback()
+def synth_cmd(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option(help="Required: the model name the server serves.")] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL)."
+        ),
+    ] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the API key (default: OPENAI_API_KEY).")
+    ] = None,
+    n: Annotated[
+        int, typer.Option("--n", "-n", help="Candidates to generate (a rerun with a larger n extends).")
+    ] = 20,
+    domains_dir: Annotated[
+        Path | None,
+        typer.Option("--domains", help="Folder of domain specs (default: envs_registry/domains)."),
+    ] = None,
+    domain: Annotated[
+        list[str] | None, typer.Option("--domain", help="Only these domains (repeatable).")
+    ] = None,
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Run folder: tasks/, ledger.jsonl, cache/, work/ (a rerun resumes)."
+        ),
+    ] = Path("runs/synth"),
+    seed: Annotated[
+        int, typer.Option(help="Run seed: candidate i's domain, skill and subtopic derive from it.")
+    ] = 0,
+    workers: Annotated[int, typer.Option(help="Candidates in flight at once.")] = 4,
+    max_concurrency: Annotated[int, typer.Option(help="LLM requests in flight at once.")] = 8,
+    backend: Annotated[
+        str, typer.Option(help="Sandbox backend for execution validation: bwrap or docker.")
+    ] = "bwrap",
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="Sandbox episodes in parallel per validation.")
+    ] = 4,
+    repair_rounds: Annotated[int, typer.Option(help="Repair/refine rounds after a failed validation.")] = 2,
+    ideas: Annotated[int, typer.Option(help="Ideas proposed per candidate (the judge picks one).")] = 3,
+    judge_min_score: Annotated[int, typer.Option(help="Lowest judge score (1-10) an idea may have.")] = 6,
+    free_fraction: Annotated[
+        float,
+        typer.Option(help="Share of candidates seeded by free continuation instead of skill x subtopic."),
+    ] = 0.0,
+    target: Annotated[
+        Path | None,
+        typer.Option(help="An eval report (results.json): sample more of the domains and skills it fails."),
+    ] = None,
+    registry: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Task roots new tasks must not duplicate (repeatable; default: the bundled registry)."
+        ),
+    ] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    max_tokens: Annotated[int, typer.Option(help="Completion tokens per reply.")] = 8192,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Generate N candidate tasks, validate each by execution (image builds, oracle passes, nop and attacks
+    fail, twice, offline), repair failures with the logs, and write accepted tasks to OUT/tasks. Every
+    candidate gets a ledger record with its verdict and reason (see `ltenv synth report OUT`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    _setup_logging(verbose)
+    if not model:
+        console.print("[red]error:[/] --model is required (the model name the server serves)")
+        raise typer.Exit(2)
+    if n < 1:
+        console.print("[red]error:[/] --n must be at least 1")
+        raise typer.Exit(2)
+    key_var = api_key_env or "OPENAI_API_KEY"
+    if api_key_env and key_var not in os.environ:
+        console.print(f"[red]error:[/] --api-key-env {escape(key_var)}: that variable is not set")
+        raise typer.Exit(2)
+    from ltenv.synth.ledger import REJECTION_REASONS, read_ledger, report
+    from ltenv.synth.pipeline import SynthConfig, Synthesizer
+
+    config = SynthConfig(
+        out=out_dir,
+        n=n,
+        model=model,
+        base_url=base_url or os.environ.get("OPENAI_BASE_URL"),
+        api_key=os.environ.get(key_var) or "EMPTY",
+        domains_dir=domains_dir,
+        domains=domain or None,
+        seed=seed,
+        workers=workers,
+        max_concurrency=max_concurrency,
+        backend=backend,
+        jobs=jobs,
+        repair_rounds=repair_rounds,
+        ideas=ideas,
+        judge_min_score=judge_min_score,
+        free_fraction=free_fraction,
+        target=target,
+        registry=list(registry or []),
+        temperature=temperature,
+        max_tokens=max_tokens,
+    )
+    synth = Synthesizer(config)
+    if synth.targeting is not None:
+        console.print(synth.targeting.table())
+        for note in synth.targeting.notes:
+            console.print(f"[dim]{escape(note)}[/]")
+
+    def progress(rec) -> None:
+        if rec.verdict == "accepted":
+            console.print(
+                f"[green]accepted[/] {rec.id} -> {escape(str(out_dir / (rec.path or '')))} "
+                f"({rec.rounds} repair round(s), {rec.seconds:.1f}s)",
+                highlight=False,
+            )
+        else:
+            console.print(
+                f"[red]rejected[/] {rec.id} at {rec.stage}: [bold]{rec.reason}[/] - "
+                f"{escape((rec.detail or REJECTION_REASONS.get(rec.reason or '', ''))[:300])}",
+                highlight=False,
+            )
+
+    t0 = time.monotonic()
+    try:
+        records = synth.run(progress=progress)
+    finally:
+        synth.llm.close()
+    rep = report(read_ledger(out_dir))
+    for table in rep.tables():
+        out.print(table)
+    usage = synth.llm.usage_by_stage()
+    if usage:
+        t = Table(title="Tokens per stage (this run)")
+        for col in ("stage", "requests", "cache hits", "prompt", "completion"):
+            t.add_column(col, justify="left" if col == "stage" else "right")
+        for stage, c in usage.items():
+            t.add_row(
+                stage,
+                str(c["requests"]),
+                str(c["cached"]),
+                str(c["prompt_tokens"]),
+                str(c["completion_tokens"]),
+            )
+        out.print(t)
+    accepted = sum(r.verdict == "accepted" for r in records)
+    console.print(
+        f"{len(records)} candidate(s) this run, {accepted} accepted, in {time.monotonic() - t0:.1f}s; "
+        f"ledger: {out_dir / 'ledger.jsonl'}",
+        highlight=False,
+    )
+
+
+@synth_app.command("report")
+def synth_report_cmd(
+    run: Annotated[Path, typer.Argument(help="A synthesis run folder or its ledger.jsonl.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Acceptance per stage (a funnel), rejections by reason, acceptance per domain, tokens and time."""
+    from ltenv.synth.ledger import read_ledger, report
+
+    rep = report(read_ledger(run))
+    if as_json:
+        print(json.dumps(rep.to_dict(), indent=1))
+        return
+    for table in rep.tables():
+        out.print(table)
+
+
 def main() -> None:
     from ltenv.errors import LtenvError
 

@@ -1,0 +1,322 @@
+"""Execution validation of synthesized candidates, in real sandboxes: one candidate per failure reason."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from ltenv.synth.execution import REASONS, ExecReport, normalize_output, validate_candidate
+
+pytestmark = pytest.mark.slow
+
+TASK_TOML = """\
+version = "1.0"
+
+[metadata]
+domain = "coding"
+difficulty = "easy"
+category = "fixture"
+
+[agent]
+timeout_sec = 120
+
+[verifier]
+timeout_sec = 60
+
+[environment]
+build_timeout_sec = 300
+cpus = 1
+memory_mb = 1024
+allow_internet = {internet}
+"""
+
+DOCKERFILE = """\
+FROM ltenv/base:bookworm
+WORKDIR /app
+COPY numbers.txt /app/numbers.txt
+"""
+
+NUMBERS = "".join(f"{n}\n" for n in (17, 4, 23, 8, 42, 15, 16))
+
+SOLVE = """\
+#!/bin/bash
+# Reference solution: the sum and the maximum of /app/numbers.txt, one per line.
+set -e
+cd /app
+awk '{ s += $1; if ($1 > m) m = $1 } END { print s; print m }' numbers.txt > /app/answer.txt
+"""
+
+TEST_SH = """\
+#!/bin/bash
+mkdir -p /logs/verifier
+cd /app
+python3 -m pytest -q -p no:cacheprovider --junitxml=/logs/verifier/junit.xml /tests/test_outputs.py -rA
+if [ $? -eq 0 ]; then echo 1 > /logs/verifier/reward.txt; else echo 0 > /logs/verifier/reward.txt; fi
+"""
+
+TESTS_PY = """\
+from pathlib import Path
+
+
+def lines():
+    return Path("/app/answer.txt").read_text().split()
+
+
+def test_answer_exists():
+    assert Path("/app/answer.txt").is_file()
+
+
+def test_sum():
+    assert lines()[0] == "125"
+
+
+def test_max():
+    assert lines()[1] == "42"
+"""
+
+ATTACKS = {
+    "sum-only": "cd /app && awk '{ s += $1 } END { print s }' numbers.txt > answer.txt\n",
+    "first-line-max": "cd /app && { echo 125; head -n1 numbers.txt; } > answer.txt\n",
+}
+
+FLAKY_TESTS_PY = """\
+import random
+
+import pytest
+
+
+@pytest.mark.parametrize("i", range(24))
+def test_coin(i):
+    assert random.random() < 0.5
+"""
+
+
+def make_candidate(
+    root: Path,
+    name: str = "sum-max",
+    *,
+    dockerfile: str = DOCKERFILE,
+    solve: str = SOLVE,
+    test_sh: str = TEST_SH,
+    tests_py: str = TESTS_PY,
+    internet: bool = False,
+    env_files: dict[str, str] | None = None,
+) -> Path:
+    """A small Harbor candidate: sum and maximum of a list of numbers."""
+    d = root / name
+    (d / "environment").mkdir(parents=True)
+    (d / "solution").mkdir()
+    (d / "tests").mkdir()
+    (d / "task.toml").write_text(TASK_TOML.format(internet="true" if internet else "false"))
+    (d / "instruction.md").write_text(
+        "Write the sum and then the maximum of the numbers in /app/numbers.txt to /app/answer.txt, "
+        "one per line.\n"
+    )
+    (d / "environment" / "Dockerfile").write_text(dockerfile)
+    (d / "environment" / "numbers.txt").write_text(NUMBERS)
+    for rel, text in (env_files or {}).items():
+        (d / "environment" / rel).write_text(text)
+    (d / "solution" / "solve.sh").write_text(solve)
+    (d / "tests" / "test.sh").write_text(test_sh)
+    (d / "tests" / "test_outputs.py").write_text(tests_py)
+    return d
+
+
+@pytest.fixture
+def bwrap_store(store, bwrap_ok):
+    return store
+
+
+def _check(report: ExecReport, reason: str | None) -> None:
+    assert report.reason == reason, (report.reason, report.detail, report.log)
+    assert report.ok is (reason is None)
+    assert reason is None or reason in REASONS
+    assert report.log.endswith("\n") and "verdict: " in report.log
+
+
+@pytest.mark.bwrap
+def test_accepted_candidate_and_log_is_deterministic(tmp_path, bwrap_store):
+    task = make_candidate(tmp_path)
+    validate_candidate(task, ATTACKS, store=bwrap_store, runs=1)  # build and warm the layer cache
+    t0 = time.monotonic()
+    first = validate_candidate(task, ATTACKS, store=bwrap_store)
+    wall = time.monotonic() - t0
+    print(f"warm-cache validation of 8 episodes: {first.seconds:.2f}s (wall {wall:.2f}s)")
+    _check(first, None)
+    assert len(first.runs) == 8
+    by = {(o.solution, o.run): o for o in first.runs}
+    assert by[("oracle", 0)].reward == 1.0 and by[("oracle", 1)].reward == 1.0
+    assert by[("oracle", 0)].tests == {
+        "test_outputs::test_answer_exists": "passed",
+        "test_outputs::test_sum": "passed",
+        "test_outputs::test_max": "passed",
+    }
+    assert by[("nop", 0)].reward == 0.0 and by[("nop", 0)].solution_exit is None
+    assert by[("attack:sum-only", 1)].reward == 0.0 and by[("attack:sum-only", 1)].solution_exit == 0
+    assert by[("attack:first-line-max", 0)].reward == 0.0
+    assert first.to_dict()["runs"][0]["solution"] == "oracle"
+    assert "[attack:sum-only] rewards 0, 0: ok" in first.log
+    assert wall < 15  # the benchmark asks < 5 s on 2 cores; loose here for loaded CI machines
+
+    second = validate_candidate(task, ATTACKS, store=bwrap_store)
+    _check(second, None)
+    assert second.log == first.log
+    assert not any(x in first.log for x in ("/tmp/", "ltenv-attacks", "passed in 0."))
+
+
+@pytest.mark.bwrap
+@pytest.mark.parametrize(
+    "dockerfile, needle",
+    [
+        (DOCKERFILE + "RUN false\n", "RUN false"),
+        (DOCKERFILE + "COPY missing.txt /app/missing.txt\n", "missing.txt"),
+    ],
+    ids=["run-false", "copy-missing"],
+)
+def test_build_failed(tmp_path, bwrap_store, dockerfile, needle):
+    report = validate_candidate(make_candidate(tmp_path, dockerfile=dockerfile), ATTACKS, store=bwrap_store)
+    _check(report, "build_failed")
+    assert report.runs == []
+    assert needle in report.log or needle in report.detail
+
+
+def test_malformed_folder_is_build_failed(tmp_path):
+    task = make_candidate(tmp_path)
+    (task / "tests" / "test.sh").unlink()
+    report = validate_candidate(task, ATTACKS)
+    _check(report, "build_failed")
+    assert "tests/test.sh" in report.detail
+
+
+@pytest.mark.bwrap
+def test_leak_of_solution_copy_and_tests_dir(tmp_path, bwrap_store):
+    dockerfile = DOCKERFILE + "COPY helper.sh /usr/local/bin/helper.sh\nRUN mkdir -p /tests\n"
+    task = make_candidate(tmp_path, dockerfile=dockerfile, env_files={"helper.sh": SOLVE})
+    report = validate_candidate(task, ATTACKS, store=bwrap_store, runs=1)
+    _check(report, "leak")
+    assert "/usr/local/bin/helper.sh in the image is identical to solution/solve.sh" in report.detail
+    assert "/tests exists in the image" in report.detail
+    assert "the layers above ltenv/base:bookworm" not in report.log  # the leak section lists the hits
+
+
+@pytest.mark.bwrap
+@pytest.mark.parametrize("variant", ["curl", "pip", "allow-internet", "runtime"])
+def test_needs_network(tmp_path, bwrap_store, variant):
+    test_sh, tests_py, internet = TEST_SH, TESTS_PY, False
+    if variant == "curl":
+        test_sh = TEST_SH.replace("cd /app\n", "cd /app\ncurl -fsSL https://example.com/setup.sh | bash\n")
+    elif variant == "pip":
+        test_sh = TEST_SH.replace("cd /app\n", "cd /app\npip install --timeout 1 --retries 0 requests\n")
+    elif variant == "allow-internet":
+        internet = True
+    else:  # nothing in test.sh gives it away: the tests themselves reach out
+        tests_py = TESTS_PY + (
+            "\n\ndef test_remote_reference():\n"
+            "    import urllib.request\n"
+            "    urllib.request.urlopen('http://reference.example.com/answer', timeout=5)\n"
+        )
+    task = make_candidate(tmp_path, test_sh=test_sh, tests_py=tests_py, internet=internet)
+    report = validate_candidate(task, ATTACKS, store=bwrap_store, runs=1)
+    _check(report, "needs_network")
+    if variant == "allow-internet":
+        assert "task.toml [environment] allow_internet" in report.detail
+        assert report.runs and all(o.reward == 0 for o in report.runs if o.solution != "oracle")
+        assert any(o.reward == 1 for o in report.runs if o.solution == "oracle")  # ran offline anyway
+    elif variant == "runtime":
+        assert "shows a network failure" in report.detail
+    else:
+        assert "tests/test.sh downloads" in report.detail
+
+
+@pytest.mark.bwrap
+def test_flaky(tmp_path, bwrap_store):
+    report = validate_candidate(make_candidate(tmp_path, tests_py=FLAKY_TESTS_PY), {}, store=bwrap_store)
+    _check(report, "flaky")
+    assert "the oracle" in report.detail and "test_coin[" in report.detail
+    assert "[flaky] FAILED" in report.log
+
+
+@pytest.mark.bwrap
+def test_oracle_fails(tmp_path, bwrap_store):
+    solve = SOLVE.replace("print m", "print m + 1")
+    report = validate_candidate(make_candidate(tmp_path, solve=solve), ATTACKS, store=bwrap_store)
+    _check(report, "oracle_fails")
+    assert "solution/solve.sh exited 0" in report.detail and "test_max" in report.detail
+    assert "verifier output (tail):" in report.log
+
+
+@pytest.mark.bwrap
+def test_nop_passes(tmp_path, bwrap_store):
+    dockerfile = DOCKERFILE + "RUN printf '125\\n42\\n' > /app/answer.txt\n"
+    report = validate_candidate(make_candidate(tmp_path, dockerfile=dockerfile), {}, store=bwrap_store)
+    _check(report, "nop_passes")
+    assert "a do-nothing agent scored 1 on both runs" in report.detail
+    assert "tests/test_outputs.py accept the initial state" in report.detail
+
+
+@pytest.mark.bwrap
+def test_attack_passes(tmp_path, bwrap_store):
+    attacks = {**ATTACKS, "hardcode": "printf '125\\n42\\n' > /app/answer.txt\n"}
+    report = validate_candidate(make_candidate(tmp_path), attacks, store=bwrap_store)
+    _check(report, "attack_passes")
+    assert report.detail.startswith(
+        "attack 'hardcode' scored 1 on both runs: tests/test_outputs.py accepts a wrong solution"
+    )
+    assert "sum-only" not in report.detail
+
+
+@pytest.mark.bwrap
+def test_hung_and_flooding_attacks_do_not_hang(tmp_path, bwrap_store):
+    attacks = {"hang": "sleep 1000\n", "flood": "yes 'all work and no play' | head -c 50000000\nsleep 1000\n"}
+    t0 = time.monotonic()
+    report = validate_candidate(make_candidate(tmp_path), attacks, store=bwrap_store, solution_timeout=2)
+    assert time.monotonic() - t0 < 30
+    _check(report, None)
+    hung = [o for o in report.runs if o.solution == "attack:hang"]
+    assert len(hung) == 2 and all(o.solution_timed_out and o.reward == 0 for o in hung)
+    assert all(o.solution_exit == 124 for o in hung)
+    assert "solution timed out" in report.log
+    assert all(len(o.solution_output) < 2000 for o in report.runs)
+
+
+@pytest.mark.bwrap
+def test_sandbox_error(tmp_path, bwrap_store):
+    report = validate_candidate(
+        make_candidate(tmp_path), {"kill-everything": "kill -9 -1\n"}, store=bwrap_store, runs=1
+    )
+    _check(report, "sandbox_error")
+    assert "attack 'kill-everything' run 0" in report.detail
+    assert "not judged (sandbox error)" in report.log
+    assert [o.sandbox_failed for o in report.runs] == [False, False, True]
+
+
+def test_normalize_output():
+    text = (
+        "==== 3 passed, 1 failed in 0.12s ====\nreal 0m1.250s\nwrote /tmp/pytest-of-root/x/y.txt\n"
+        "container 4f2a9c81d03e77aa ready at 0x7f3a2b\n"
+        "/solution/solve.sh: line 3: 12345 Killed   sleep 1000\n2026-01-02 03:04:05 took 15ms"
+    )
+    out = normalize_output(text)
+    assert "0.12s" not in out and "0m1.250s" not in out and "/tmp/pytest-of-root" not in out
+    assert "4f2a9c81d03e77aa" not in out and "12345" not in out and "15ms" not in out
+    assert "3 passed, 1 failed in <dur>" in out
+    assert normalize_output("x" * 5000).startswith("[...]\n") and len(normalize_output("x" * 5000)) < 1600
+
+
+@pytest.mark.docker
+def test_accepted_candidate_on_docker(tmp_path, store, docker_ok):
+    report = validate_candidate(make_candidate(tmp_path), ATTACKS, store=store, backend="docker")
+    _check(report, None)
+    assert len(report.runs) == 8
+    assert "content compared over the whole image filesystem (docker)" in report.log
+
+
+@pytest.mark.docker
+def test_leak_on_docker(tmp_path, store, docker_ok):
+    dockerfile = DOCKERFILE + "COPY helper.sh /opt/helper.sh\n"
+    task = make_candidate(tmp_path, dockerfile=dockerfile, env_files={"helper.sh": SOLVE})
+    report = validate_candidate(task, {}, store=store, backend="docker", runs=1)
+    _check(report, "leak")
+    assert "/opt/helper.sh in the image is identical to solution/solve.sh" in report.detail
