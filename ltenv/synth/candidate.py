@@ -228,19 +228,24 @@ def _file_view(f: FileArtifact) -> dict[str, Any]:
 def _files(items: list[dict[str, Any]], stage: str, where: str) -> list[FileArtifact]:
     out: list[FileArtifact] = []
     seen: set[str] = set()
+    dirs: set[str] = set()
     total = 0
     for i, item in enumerate(items):
         loc = f"{where}[{i}].path"
         raw = str(item["path"]).strip()
         p = PurePosixPath(raw)
-        if not raw or p.is_absolute() or ".." in p.parts or raw.startswith("~"):
+        if not raw or not p.parts or p.is_absolute() or ".." in p.parts or raw.startswith("~"):
             raise ArtifactError(stage, loc, f"{raw!r} must be a relative path inside the folder")
         norm = str(p)
         if norm in ("Dockerfile", ".dockerignore") or norm.startswith(("solution/", "tests/")):
             raise ArtifactError(stage, loc, f"{norm!r} may not be written here")
         if norm in seen:
             raise ArtifactError(stage, loc, f"{norm!r} is listed twice")
+        parents = {str(q) for q in p.parents if str(q) != "."}
+        if norm in dirs or parents & seen:
+            raise ArtifactError(stage, loc, f"{norm!r} is both a file and a folder")
         seen.add(norm)
+        dirs |= parents
         size = len(item["content"].encode("utf-8"))
         if size > MAX_FILE_BYTES:
             raise ArtifactError(stage, loc, f"{norm!r} is {size} bytes (limit {MAX_FILE_BYTES})")
@@ -270,8 +275,8 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     buf, start = "", 0
     for n, line in enumerate(text.splitlines(), 1):
-        if not buf and (not line.strip() or line.lstrip().startswith("#")):
-            continue
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue  # like Docker: comment and empty lines are dropped, also inside a continuation
         if not buf:
             start = n
         if line.rstrip().endswith("\\"):
@@ -352,14 +357,19 @@ def _source_exists(src: str, names: list[str], dirs: set[str]) -> bool:
     if s in ("", "."):
         return True
     if any(ch in s for ch in "*?["):
-        return any(PurePosixPath(n).match(s) or fnmatch_path(n, s) for n in names)
+        return any(glob_match(p, s) for p in (*names, *dirs))
     return s in names or s in dirs
 
 
-def fnmatch_path(name: str, pattern: str) -> bool:
+def glob_match(path: str, pattern: str) -> bool:
+    """Docker's COPY source matching: the pattern is matched against the whole path from the context
+    root, part by part (a ``*`` never crosses a ``/``)."""
     import fnmatch
 
-    return fnmatch.fnmatchcase(name, pattern)
+    parts, pats = PurePosixPath(path).parts, PurePosixPath(pattern).parts
+    return len(parts) == len(pats) and all(
+        fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pats, strict=True)
+    )
 
 
 __all__ = ["DEFAULT_TEST_SH", "ArtifactError", "Candidate", "FileArtifact", "check_dockerfile"]

@@ -237,6 +237,16 @@ class NearDupIndex:
                 self._insert(key, sig)
             return found
 
+    def remove(self, key: str) -> bool:
+        """Forget ``key`` (e.g. the idea of a candidate that was rejected later); ``False`` if absent."""
+        with self._lock:
+            if key not in self._sigs:
+                return False
+            if self._sigs.pop(key) is not None:
+                self._lsh.remove(key)
+            self.paths.pop(key, None)
+            return True
+
     def similarity(self, a: str, b: str) -> float:
         """The estimated Jaccard similarity of two stored keys (0.0 if either has no shingles)."""
         with self._lock:

@@ -103,6 +103,19 @@ class Ledger:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._checked = False
+
+    def _repair_tail(self) -> None:
+        """Cut an interrupted last write (no trailing newline) so the next record starts a fresh line."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            log.warning("%s: dropping an interrupted last record (%d bytes)", self.path, len(data) - keep)
+            with open(self.path, "r+b") as f:
+                f.truncate(keep)
 
     def append(self, record: LedgerRecord) -> None:
         if not record.finished:
@@ -110,6 +123,9 @@ class Ledger:
         line = json.dumps(record.to_dict(), ensure_ascii=False, sort_keys=True) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self._checked:
+                self._repair_tail()
+                self._checked = True
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(line)
                 f.flush()
@@ -137,7 +153,13 @@ def read_ledger(path: Path | str) -> list[LedgerRecord]:
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
+            try:
+                raw = json.loads(line)
+            except ValueError:
+                if n == len(lines):  # no newline after it: a write interrupted mid-record
+                    log.warning("%s: line %d is incomplete (an interrupted write); ignored", path, n)
+                    continue
+                raise
             if not isinstance(raw, dict):
                 raise ValueError("not a JSON object")
             missing = [k for k in ("id", "domain", "verdict", "stage") if k not in raw]
@@ -145,10 +167,6 @@ def read_ledger(path: Path | str) -> list[LedgerRecord]:
                 raise ValueError(f"missing field {missing[0]!r}")
             out.append(LedgerRecord(**{k: v for k, v in raw.items() if k in known}))
         except (ValueError, TypeError) as e:
-            is_last = all(not rest.strip() for rest in lines[n:])
-            if is_last and not line.endswith("}"):
-                log.warning("%s: line %d is incomplete (an interrupted write); ignored", path, n)
-                continue
             raise LedgerError(f"{path}: line {n}: {e}") from None
     return out
 

@@ -314,9 +314,15 @@ class Synthesizer:
             ctx.stages.append("accept")
         except _Reject as r:
             ctx.stage, reason, detail = r.stage, r.reason, r.detail
+            if r.reason != "duplicate":  # its idea is free again for later candidates
+                self._ideas.remove(seed.id)
+            self._release_name(ctx.cand.name)
         except Exception as e:  # a bug must cost one candidate, never the run
             log.exception("candidate %s: internal error", seed.id)
             reason = "internal_error"
+            if self._ideas is not None:
+                self._ideas.remove(seed.id)
+            self._release_name(ctx.cand.name)
             detail = f"{type(e).__name__}: {e} ({traceback.format_exc(limit=3).strip().splitlines()[-1]})"
         rec = LedgerRecord(
             id=seed.id,
@@ -430,6 +436,11 @@ class Synthesizer:
             self._names.add(candidate)
             return candidate
 
+    def _release_name(self, name: str | None) -> None:
+        if name:
+            with self._lock:
+                self._names.discard(name)
+
     def _check_duplicate(self, ctx: _Ctx, *, add: bool) -> None:
         if not self.config.dedupe:
             return
@@ -515,6 +526,8 @@ class Synthesizer:
             {"role": "user", "content": render(stage, **values)},
         ]
         key_extra = f"seed={self.config.seed};candidate={ctx.cand.id}"
+        if stage in ("refine", "repair"):  # an unchanged candidate in a later round deserves a new sample
+            key_extra += f";round={ctx.rounds}"
         last_error = ""
         for attempt in range(self.config.format_retries + 1):
             try:

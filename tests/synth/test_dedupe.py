@@ -276,3 +276,13 @@ def test_invalid_parameters():
     for kw in ({"threshold": 0.0}, {"threshold": 1.5}, {"num_perm": 1}, {"k": 0}):
         with pytest.raises(ValueError):
             NearDupIndex(**kw)
+
+
+def test_remove_frees_a_key_and_its_matches():
+    index = NearDupIndex()
+    text = "count the words in the file and write a sorted table of counts per word"
+    index.add("a", text)
+    assert index.query(text)[0][0] == "a"
+    assert index.remove("a") and "a" not in index and index.query(text) == []
+    assert not index.remove("a")
+    assert index.check_and_add("b", text) == [] and "b" in index

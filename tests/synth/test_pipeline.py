@@ -361,3 +361,39 @@ def test_cli_synth_then_report_then_validate(openai_server, store, bwrap_ok, tmp
 def test_cli_synth_needs_a_model(tmp_path):
     proc = run_ltenv("synth", "--n", "1", "--out", tmp_path / "x")
     assert proc.returncode == 2 and "--model is required" in proc.stderr
+
+
+def test_cli_target_prints_the_weighting_and_shifts_sampling(openai_server, tmp_path):  # noqa: F811
+    from tests.synth.test_sampling import report_for
+
+    results = tmp_path / "results.json"
+    results.write_text(
+        json.dumps(report_for({"maze-shortest-paths": (4, 0), "semver-constraint-resolver": (4, 4)}))
+    )
+    world = SynthWorld()
+    for v in world.replies["judge"]["verdicts"]:
+        v["score"] = 1  # every candidate stops at the judge: no image is built
+    openai_server.responder = world
+    out = tmp_path / "targeted"
+    proc = run_ltenv(
+        "synth", "--domain", "games", "--domain", "coding", "--n", "12", "--target", results,
+        "--base-url", openai_server.base_url, "--model", "scripted-model", "--out", out,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "games" in proc.stderr and "weight" in proc.stderr.lower()  # the weighting table
+    records = read_ledger(out)
+    assert len(records) == 12 and {r.reason for r in records} == {"judge_rejected"}
+    by_domain = {d: sum(r.domain == d for r in records) for d in ("games", "coding")}
+    assert by_domain["games"] > by_domain["coding"], by_domain  # games fails, coding passes
+    assert json.loads((out / "synth.json").read_text())["targeting"]["domain_weights"]["games"] > 0.5
+
+
+def test_a_rejected_candidates_idea_is_free_for_the_next_one(synth):
+    world = SynthWorld()
+    bad = {"dockerfile": "FROM ltenv/base:bookworm\nCOPY missing.txt /app/\n", "files": []}
+    world.replies["environment"] = [bad, bad, world.replies["environment"]]  # candidate 0 uses both bad ones
+    run = synth(world, n=2, domains=[DOMAIN])
+    first, second = sorted(run.records, key=lambda r: r.id)
+    assert (first.verdict, first.reason) == ("rejected", "bad_output")
+    assert second.verdict == "accepted", second.detail  # the same idea, not a duplicate of a rejected one
+    assert first.name == second.name == "word-frequency-table"  # a rejected candidate's name is free again
