@@ -63,6 +63,39 @@ def register_tasks(path: str | Path, namespace: str = NAMESPACE, **env_kwargs: A
     return ids
 
 
+PROCGEN_ENTRY_POINT = "ltenv.procgen.env:ProcgenEnv"
+
+
+def register_families(namespace: str = NAMESPACE, **env_kwargs: Any) -> list[str]:
+    """Register every procedural family as ``<namespace>/proc-<family>-v0``; returns the ids.
+
+    ``import ltenv`` registers the bundled families (and those of ``$LTENV_PROCGEN_PLUGINS``); call this
+    again after defining a family of your own. Only names are registered: instances are generated on
+    ``reset(seed=...)``. ``env_kwargs`` become defaults of :class:`ltenv.procgen.env.ProcgenEnv`.
+
+    Example:
+        >>> env = gym.make("LiteCoder/proc-json-field-v0")               # doctest: +SKIP
+        >>> obs, info = env.reset(seed=7)                                # doctest: +SKIP
+    """
+    from gymnasium.envs.registration import register, registry
+
+    from ltenv.procgen.materialize import all_families
+
+    ids = []
+    for name in all_families():
+        env_id = f"{namespace}/proc-{name}-v0"
+        kwargs = {"family": name, **env_kwargs}
+        spec = registry.get(env_id)
+        if spec is not None and spec.entry_point == PROCGEN_ENTRY_POINT and spec.kwargs == kwargs:
+            ids.append(env_id)
+            continue
+        if spec is not None:
+            del registry[env_id]
+        register(id=env_id, entry_point=PROCGEN_ENTRY_POINT, kwargs=kwargs, disable_env_checker=True)
+        ids.append(env_id)
+    return ids
+
+
 _LAZY = {
     "TerminalEnv": "ltenv.env",
     "Task": "ltenv.tasks.model",
@@ -72,6 +105,7 @@ _LAZY = {
     "keys": "ltenv.terminal.keys",
     "verify": "ltenv.verify",
     "rollout": "ltenv.rollouts",
+    "load_instances": "ltenv.procgen.materialize",
 }
 
 
@@ -87,7 +121,17 @@ def _register_bundled() -> None:
         register_tasks(root)
 
 
+def _register_procgen() -> None:
+    try:
+        register_families()
+    except Exception as e:  # a broken family or plugin must not make `import ltenv` fail
+        import logging
+
+        logging.getLogger(__name__).warning("procgen families not registered: %s", e)
+
+
 _register_bundled()
+_register_procgen()
 
 __all__ = [
     "NAMESPACE",
@@ -95,8 +139,10 @@ __all__ = [
     "TerminalEnv",
     "__version__",
     "keys",
+    "load_instances",
     "load_suite",
     "load_task",
+    "register_families",
     "register_tasks",
     "rollout",
 ]

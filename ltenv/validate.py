@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 
 from ltenv.errors import LtenvError
-from ltenv.sandbox import DEFAULT_BACKEND, create_sandbox
+from ltenv.sandbox import DEFAULT_BACKEND, create_sandbox, image_task
 from ltenv.sandbox.images import ImageStore
 from ltenv.tasks.model import Task
 from ltenv.verify import VerifierResult, run_oracle, verify
@@ -158,16 +158,22 @@ def validate_suite(
     store = store or ImageStore()
     tasks = list(tasks)
     build_errors: dict[str, str] = {}
+    prepared: dict[str, str] = {}  # image task name -> error ("" when ready): a shared image is prepared once
     for task in tasks:  # bwrap: build and unpack layers; docker: build in the engine
-        if on_build:
-            on_build(task)
-        try:
-            if backend == "bwrap":
-                store.prepare(task)
-            else:
-                store.engine_image(task)
-        except LtenvError as e:
-            build_errors[task.name] = str(e)
+        itask = image_task(task)
+        if itask.name not in prepared or itask is task:
+            if on_build:
+                on_build(task)
+            try:
+                if backend == "bwrap":
+                    store.prepare(itask)
+                else:
+                    store.engine_image(itask)
+                prepared[itask.name] = ""
+            except LtenvError as e:
+                prepared[itask.name] = str(e)
+        if prepared[itask.name]:
+            build_errors[task.name] = prepared[itask.name]
     results: dict[str, ValidationResult] = {}
     by_name = {t.name: t for t in tasks}
     for name, err in build_errors.items():

@@ -259,10 +259,19 @@ def _retry_after(response: Any) -> float | None:
 
 
 # -------------------------------------------------------------------------------------- scripted
+STEP_TIMEOUT = 60.0
+"""Time limit the stepwise oracle asks for each command (capped by the task's agent timeout)."""
+
+
 class OraclePolicy(Policy):
-    """Runs the task's reference solution (``solution/solve.sh`` or TB ``solution.sh``) as one command,
-    through a child bash as :command:`ltenv play --oracle` does, then declares completion (and confirms
-    it). A Terminal-Bench ``solution.yaml`` (keystrokes for a live terminal) is not a command: PolicyError.
+    """Plays the task's reference solution, then declares completion (and confirms it).
+
+    * With ``solution/commands.json`` (procedurally generated tasks): one command per turn, so the
+      trajectory is a natural multi-turn demonstration (each command's output comes back before the next);
+      the last command goes with the completion claim on scaffolds that confirm completion (terminus).
+    * Otherwise ``solution/solve.sh`` (or TB ``solution.sh``) as one command, through a child bash as
+      :command:`ltenv play --oracle` does. A Terminal-Bench ``solution.yaml`` (keystrokes for a live
+      terminal) is not a command: PolicyError.
     """
 
     name = "oracle"
@@ -270,6 +279,9 @@ class OraclePolicy(Policy):
 
     def complete(self, messages: list[dict[str, Any]], ctx: EpisodeContext) -> Completion:
         scaffold = get_scaffold(ctx.scaffold)
+        commands = ctx.task.oracle_commands
+        if commands:
+            return Completion(self._stepwise(scaffold, commands, ctx))
         if ctx.turn > 0:
             return Completion(scaffold.render_reply([], complete=True, analysis="The solution has run."))
         solution = ctx.task.solution_path
@@ -287,6 +299,20 @@ class OraclePolicy(Policy):
             [command], complete=complete, timeout=timeout, analysis="Run the reference solution."
         )
         return Completion(text)
+
+    @staticmethod
+    def _stepwise(scaffold, commands: list[str], ctx: EpisodeContext) -> str:
+        n = len(commands)
+        if ctx.turn >= n:
+            return scaffold.render_reply([], complete=True, analysis="The solution has run.")
+        last = ctx.turn == n - 1
+        timeout = min(STEP_TIMEOUT, float(ctx.task.config.agent.timeout_sec))
+        return scaffold.render_reply(
+            [commands[ctx.turn]],
+            complete=last and scaffold.confirm_completion,  # terminus: claim with the last command
+            timeout=timeout,
+            analysis=f"Step {ctx.turn + 1} of {n} of the reference solution.",
+        )
 
 
 class NopPolicy(Policy):

@@ -12,6 +12,8 @@ Two scaffolds, both stateless (one object may serve many concurrent episodes):
   environment's ``command_timeout``.
 * ``bash``: one fenced ```` ```bash ```` block per reply (mini-swe-agent style); a block holding only
   ``echo LTENV_TASK_COMPLETE`` submits.
+* ``plain``: the reply is the command itself and ``DONE`` submits; observations are the bare output. For
+  small models (the embedded demo trains a ~2M-parameter one on it).
 
 Prompt texts are package files in ``ltenv/agents/prompts/``.
 
@@ -426,11 +428,89 @@ class BashScaffold(Scaffold):
         return (text + "\n\n" if text else "") + f"```bash\n{body}\n```"
 
 
-SCAFFOLDS: dict[str, type[Scaffold]] = {"terminus": TerminusScaffold, "bash": BashScaffold}
+PLAIN_DONE = "DONE"
+PLAIN_MAX_OUTPUT = 2000
+"""Plain scaffold: characters of a command's output shown to the model (the tail; the head is cut)."""
+
+
+class PlainScaffold(Scaffold):
+    """The reply *is* the command (a surrounding code fence is tolerated); ``DONE`` submits. Observations are
+    the bare output (its tail, at most :data:`PLAIN_MAX_OUTPUT` characters), with the exit code only when it
+    is not 0. Made for small models: the whole protocol costs a few dozen tokens per episode."""
+
+    name = "plain"
+    confirm_completion = False
+
+    def initial_messages(self, task_instruction: str, observation: str) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": self._system_prompt()},
+            {
+                "role": "user",
+                "content": _fill(load_prompt("plain_initial"), instruction=task_instruction.strip()),
+            },
+        ]
+
+    def _system_prompt(self) -> str:
+        return _fill(load_prompt("plain_system"), done=PLAIN_DONE).strip()
+
+    def parse(self, reply: str) -> Parsed:
+        text = reply.strip()
+        blocks = _FENCE.findall(text)
+        if blocks:
+            text = blocks[0].strip()
+        if not text:
+            raise ParseError("no command")
+        if text == PLAIN_DONE:
+            return Parsed([], complete=True)
+        return Parsed([Action(text)], complete=False)
+
+    def parse_error_message(self, err: ParseError | str) -> dict[str, str]:
+        message = err.message if isinstance(err, ParseError) else str(err)
+        return {
+            "role": "user",
+            "content": _fill(load_prompt("plain_parse_error"), error=message, done=PLAIN_DONE).strip(),
+        }
+
+    def observation_message(
+        self, results: Sequence[ActionResult], *, warnings: Iterable[str] = ()
+    ) -> dict[str, str]:
+        parts = []
+        for r in results:
+            out = r.output.rstrip("\n")
+            if len(out) > PLAIN_MAX_OUTPUT:
+                out = "..." + out[-PLAIN_MAX_OUTPUT:]
+            status = (
+                "[timed out]"
+                if r.timed_out
+                else (f"[exit {r.exit_code}]" if r.exit_code not in (0, None) else "")
+            )
+            parts.append("\n".join(x for x in (out, status) if x) or "(no output)")
+        body = "\n".join(parts) if parts else "(no output)"
+        return {"role": "user", "content": _warnings_block(warnings) + body}
+
+    def render_reply(
+        self,
+        commands: Sequence[str],
+        *,
+        complete: bool = False,
+        timeout: float | None = None,
+        analysis: str = "",
+        plan: str = "",
+    ) -> str:
+        if complete and commands:
+            raise ValueError("the plain scaffold runs commands and declares completion in separate replies")
+        return PLAIN_DONE if complete else "\n".join(c.rstrip("\n") for c in commands)
+
+
+SCAFFOLDS: dict[str, type[Scaffold]] = {
+    "terminus": TerminusScaffold,
+    "bash": BashScaffold,
+    "plain": PlainScaffold,
+}
 
 
 def get_scaffold(scaffold: str | Scaffold = "terminus", **kwargs: Any) -> Scaffold:
-    """A scaffold by name (``terminus``, ``bash``), or the given object as is."""
+    """A scaffold by name (``terminus``, ``bash``, ``plain``), or the given object as is."""
     if isinstance(scaffold, Scaffold):
         return scaffold
     try:

@@ -63,11 +63,17 @@ def build_tiny_qwen3(
     max_position_embeddings: int = 4096,
     seed: int = 0,
     texts: Iterable[str] = (),
+    isolate: bool = False,
 ) -> Path:
     """Build and save a tiny Qwen3 model and its tokenizer in ``path``; returns ``path``.
 
     ``vocab_size`` is the BPE target (the 256 byte symbols and the special tokens included);
     ``texts`` are added to the tokenizer's training corpus. Deterministic for a given ``seed``.
+
+    ``isolate``: pre-split every whitespace run and punctuation mark into its own token and every digit
+    into its own token (as Qwen's tokenizer does for digits), so a string is tokenized the same wherever it
+    appears (``fulu87`` in ``"fulu87"`` and in ``echo fulu87``). Copying a value from an observation into
+    a command is then a token-for-token copy, which a small model learns far sooner.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -77,7 +83,18 @@ def build_tiny_qwen3(
     path.mkdir(parents=True, exist_ok=True)
 
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if isolate:
+        from tokenizers import Regex
+
+        bpe.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(r"\s+|[^\w\s]"), behavior="isolated"),
+                pre_tokenizers.Digits(individual_digits=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    else:
+        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

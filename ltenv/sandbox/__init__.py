@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from ltenv.sandbox.base import ExecResult, PtyProcess, PtyRequest, Sandbox, SandboxSpec
+from ltenv.sandbox.base import ExecResult, PtyProcess, PtyRequest, Sandbox, SandboxSetup, SandboxSpec
 
 if TYPE_CHECKING:
     from ltenv.sandbox.images import ImageStore
@@ -39,6 +39,38 @@ def spec_for(task: Task, **overrides) -> SandboxSpec:
     return spec
 
 
+def setup_for(task: Task) -> SandboxSetup | None:
+    """What the sandbox of ``task`` copies in and runs at start (``[environment] setup_files`` /
+    ``setup_script``), or ``None``."""
+    env = task.config.environment
+    if not env.setup_files and not env.setup_script:
+        return None
+    return SandboxSetup(
+        task_name=task.name,
+        files_dir=task.setup_files_dir,
+        script=task.setup_script_path,
+        script_label=env.setup_script or "setup script",
+        timeout=env.setup_timeout_sec,
+    )
+
+
+def image_task(task: Task) -> Task:
+    """The task whose image ``task`` runs on, for the image store.
+
+    A task with a ``docker_image`` and no Dockerfile (procedurally generated tasks) runs that image as is:
+    it is prepared once per image, not once per task, so a thousand instances cost one cache entry.
+    """
+    env = task.config.environment
+    if task.format != "harbor" or not env.docker_image or task.dockerfile is not None:
+        return task
+    import re
+
+    from ltenv.sandbox.images import cache_dir
+
+    slug = re.sub(r"[^a-z0-9._-]+", "-", env.docker_image.lower()).strip("-.") or "image"
+    return task.model_copy(update={"name": f"image-{slug}", "path": cache_dir() / "shared-images" / slug})
+
+
 def create_sandbox(
     task: Task, *, backend: str = DEFAULT_BACKEND, store: ImageStore | None = None, **spec_overrides
 ) -> Sandbox:
@@ -51,15 +83,19 @@ def create_sandbox(
 
     store = store or ImageStore()
     spec = spec_for(task, **spec_overrides)
+    box: Sandbox
     if backend == "bwrap":
-        prepared = store.prepare(task)
+        prepared = store.prepare(image_task(task))
         if "workdir" not in spec_overrides and not task.container_workdir and prepared.config.workdir:
             spec.workdir = prepared.config.workdir
-        return cls(prepared, spec)
-    tag, config = store.engine_image(task)
-    if "workdir" not in spec_overrides and not task.container_workdir and config.workdir:
-        spec.workdir = config.workdir
-    return cls(tag, spec, image_config=config, task_name=task.name)
+        box = cls(prepared, spec)
+    else:
+        tag, config = store.engine_image(image_task(task))
+        if "workdir" not in spec_overrides and not task.container_workdir and config.workdir:
+            spec.workdir = config.workdir
+        box = cls(tag, spec, image_config=config, task_name=task.name)
+    box.setup = setup_for(task)
+    return box
 
 
 __all__ = [
@@ -69,7 +105,10 @@ __all__ = [
     "PtyProcess",
     "PtyRequest",
     "Sandbox",
+    "SandboxSetup",
     "SandboxSpec",
     "create_sandbox",
+    "image_task",
+    "setup_for",
     "spec_for",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 import io
 import os
 import select
@@ -91,16 +92,91 @@ class PtyProcess(abc.ABC):
         """Kill the process and its descendants, and release the terminal."""
 
 
+@dataclass(frozen=True)
+class SandboxSetup:
+    """What a task puts into its sandbox at start (``[environment] setup_files`` / ``setup_script``)."""
+
+    task_name: str
+    files_dir: Path | None = None
+    """Host folder whose tree is copied to ``/`` (root-owned, modes kept; directories are not touched)."""
+    script: Path | None = None
+    """Host bash script run once as root in ``/`` after the files are copied."""
+    script_label: str = "setup script"
+    """How the script is named in errors (e.g. ``setup/setup.sh``)."""
+    timeout: float = 120.0
+
+    def __bool__(self) -> bool:
+        return self.files_dir is not None or self.script is not None
+
+
+SETUP_SCRIPT_PATH = "/tmp/.ltenv-setup.sh"
+
+
 class Sandbox(abc.ABC):
     """An isolated Linux userland for one episode.
 
     Lifecycle: ``start()`` → any number of ``exec``/``spawn_pty``/``put``/``get`` → ``close()``.
     ``close()`` is idempotent and also runs at interpreter exit.
+
+    A sandbox with a :attr:`setup` applies it at the end of ``start()``, whatever the backend: every
+    backend's ``start`` is wrapped (see ``__init_subclass__``), so the files and the setup script are in
+    place before ``start()`` returns, i.e. before the agent shell's first command, the oracle or the verifier.
+    A failing setup closes the sandbox and raises :class:`~ltenv.errors.SandboxError` naming the task and
+    the script's output tail.
     """
 
     spec: SandboxSpec
     primary_pty: PtyProcess | None = None
     """The program requested with ``start(pty=...)``, until a caller takes it."""
+    setup: SandboxSetup | None = None
+    """Applied once at the end of :meth:`start` (set by :func:`ltenv.sandbox.create_sandbox`)."""
+    _setup_applied: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        start = cls.__dict__.get("start")
+        if start is None or getattr(start, "_ltenv_applies_setup", False):
+            return
+
+        @functools.wraps(start)
+        def start_then_setup(self, *args, **kw):
+            start(self, *args, **kw)
+            if self.setup and not self._setup_applied:
+                self._setup_applied = True
+                try:
+                    self.apply_setup(self.setup)
+                except BaseException:
+                    self.close()
+                    raise
+
+        start_then_setup._ltenv_applies_setup = True  # type: ignore[attr-defined]
+        cls.start = start_then_setup  # type: ignore[method-assign]
+
+    def apply_setup(self, setup: SandboxSetup) -> None:
+        """Copy ``setup.files_dir`` to ``/`` and run ``setup.script`` (called by ``start``)."""
+        from ltenv.errors import SandboxError
+
+        extra = {SETUP_SCRIPT_PATH.lstrip("/"): setup.script.read_bytes()} if setup.script is not None else {}
+        data = _files_tar(setup.files_dir, extra)
+        if data is not None:
+            try:
+                self._untar(data, "/")
+            except SandboxError as e:
+                raise SandboxError(f"task {setup.task_name}: copying the setup files failed: {e}") from None
+        if setup.script is not None:
+            res = self.exec(
+                [
+                    "/bin/bash",
+                    "-c",
+                    f'bash {SETUP_SCRIPT_PATH}; rc=$?; rm -f {SETUP_SCRIPT_PATH}; exit "$rc"',
+                ],
+                timeout=setup.timeout,
+                workdir="/",
+            )
+            if not res.ok:
+                why = f"timed out after {setup.timeout:g}s" if res.timed_out else f"exited {res.exit_code}"
+                tail = res.text.strip()[-800:] or "(no output)"
+                raise SandboxError(f"task {setup.task_name}: {setup.script_label} {why}:\n{tail}")
 
     @abc.abstractmethod
     def start(self, *, pty: PtyRequest | None = None) -> None:
@@ -213,6 +289,34 @@ class Sandbox(abc.ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _files_tar(root: Path | None, extra: dict[str, bytes] | None = None) -> bytes | None:
+    """A tar of the regular files and symlinks below ``root`` (root-owned, modes kept) plus ``extra``
+    (relative path -> content, mode 0700), without directory entries so that existing directories in the
+    sandbox keep their modes; ``None`` if there is nothing."""
+    buf = io.BytesIO()
+    n = 0
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for rel, content in (extra or {}).items():
+            info = tarfile.TarInfo(rel)
+            info.size, info.mode, info.mtime = len(content), 0o700, int(time.time())
+            tar.addfile(_root_owned(info), io.BytesIO(content))
+            n += 1
+        for dirpath, dirnames, filenames in os.walk(root) if root is not None else ():
+            dirnames.sort()
+            for fn in sorted(filenames):
+                p = Path(dirpath) / fn
+                if not (p.is_file() or p.is_symlink()):
+                    continue
+                info = _root_owned(tar.gettarinfo(str(p), arcname=p.relative_to(root).as_posix()))
+                if info.isreg():
+                    with open(p, "rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    tar.addfile(info)
+                n += 1
+    return buf.getvalue() if n else None
 
 
 def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:

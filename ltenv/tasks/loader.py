@@ -81,8 +81,54 @@ def load_task(path: Path | str) -> Task:
     solve = folder / "solution"
     if solve.exists() and not (solve / "solve.sh").is_file():
         raise TaskLoadError(folder, "solution/solve.sh", None, "missing (solution/ exists without it)")
+    _check_commands(folder)
+    _check_setup(folder, config)
 
     return Task(name=name, path=folder, instruction=instruction, config=config)
+
+
+def _inside(folder: Path, rel: str) -> Path | None:
+    """``folder / rel`` when ``rel`` is a relative path that stays inside ``folder``, else ``None``."""
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts:
+        return None
+    return folder / p
+
+
+def _check_setup(folder: Path, config: TaskConfig) -> None:
+    env = config.environment
+    for key, want_dir in (("setup_files", True), ("setup_script", False)):
+        rel = getattr(env, key)
+        if rel is None:
+            continue
+        p = _inside(folder, rel)
+        if p is None:
+            raise TaskLoadError(
+                folder, "task.toml", f"[environment] {key}", f"{rel!r} must be a path inside the task folder"
+            )
+        if want_dir and not p.is_dir():
+            raise TaskLoadError(folder, "task.toml", f"[environment] {key}", f"{rel!r} is not a folder")
+        if not want_dir and not p.is_file():
+            raise TaskLoadError(folder, "task.toml", f"[environment] {key}", f"{rel!r} is not a file")
+
+
+def _check_commands(folder: Path) -> None:
+    p = folder / "solution" / "commands.json"
+    if not p.is_file():
+        return
+    import json
+
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise TaskLoadError(folder, "solution/commands.json", None, f"not valid JSON ({e})") from None
+    if not isinstance(data, list) or not data or not all(isinstance(c, str) and c.strip() for c in data):
+        raise TaskLoadError(
+            folder,
+            "solution/commands.json",
+            None,
+            "must be a non-empty JSON list of shell commands (strings)",
+        )
 
 
 @dataclass
@@ -107,12 +153,23 @@ class Suite:
 def load_suite(root: Path | str, *, strict: bool = False) -> Suite:
     """Load every task below ``root``. Bad folders are collected in ``Suite.errors``, never only the first.
 
+    ``root`` may also be a procgen spec, ``procgen:<family>[,<family>...|all]:<seeds>`` (e.g.
+    ``procgen:json-field:0-49``): the instances are materialized (cached) and loaded; an unknown family or
+    a bad seed range raises :class:`ltenv.procgen.ProcgenError`.
+
     Duplicate task names (which would collide as Gymnasium ids) are reported as errors too.
     With ``strict=True`` a :class:`SuiteLoadError` listing every bad folder is raised instead.
     """
+    from ltenv.procgen.materialize import is_spec
+
+    folders: list[Path] | None = None
+    if is_spec(root):
+        from ltenv.procgen.materialize import materialize_spec
+
+        folders = materialize_spec(str(root))
     suite = Suite(root=Path(root))
     seen: dict[str, Path] = {}
-    for d in discover(root):
+    for d in folders if folders is not None else discover(root):
         try:
             task = load_task(d)
         except TaskLoadError as e:
@@ -125,7 +182,7 @@ def load_suite(root: Path | str, *, strict: bool = False) -> Suite:
             continue
         seen[task.name] = d
         suite.tasks.append(task)
-    if not suite.tasks and not suite.errors and not Path(root).exists():
+    if folders is None and not suite.tasks and not suite.errors and not Path(root).exists():
         suite.errors.append(TaskLoadError(Path(root), ".", None, "no such directory"))
     if strict:
         suite.raise_errors()

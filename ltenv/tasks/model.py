@@ -75,6 +75,16 @@ class EnvironmentConfig(_Section):
     storage_mb: int | None = Field(default=None, gt=0)
     allow_internet: bool = False
     pids_limit: int = Field(default=512, gt=0)
+    # ltenv extensions (procedurally generated tasks run on a shared image, set up at sandbox start):
+    workdir: str | None = None
+    """Working directory of the agent's shell, instead of the image's ``WORKDIR``."""
+    setup_files: str | None = None
+    """Folder (relative to the task folder) whose tree is copied to ``/`` when the sandbox starts: root-owned,
+    modes kept; ``setup_files/etc/x.conf`` becomes ``/etc/x.conf``."""
+    setup_script: str | None = None
+    """Bash script (relative to the task folder) run once as root, in ``/``, after ``setup_files`` are copied
+    and before anything else runs in the sandbox (agent shell, oracle, verifier)."""
+    setup_timeout_sec: float = Field(default=120.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -254,10 +264,36 @@ class Task(BaseModel):
 
     @property
     def container_workdir(self) -> str | None:
-        """Working directory set outside the image (TB: compose ``working_dir``), else ``None``."""
+        """Working directory set outside the image (TB: compose ``working_dir``; ``[environment] workdir``),
+        else ``None``."""
         if self.terminal_bench is not None and self.terminal_bench.compose is not None:
             return self.terminal_bench.compose.working_dir
-        return None
+        return self.config.environment.workdir
+
+    @property
+    def setup_files_dir(self) -> Path | None:
+        """``[environment] setup_files`` as a path, or ``None``."""
+        rel = self.config.environment.setup_files
+        return self.path / rel if rel else None
+
+    @property
+    def setup_script_path(self) -> Path | None:
+        """``[environment] setup_script`` as a path, or ``None``."""
+        rel = self.config.environment.setup_script
+        return self.path / rel if rel else None
+
+    @property
+    def oracle_commands(self) -> list[str] | None:
+        """``solution/commands.json``: the reference solution as one shell command per agent turn, if any."""
+        if self.format != "harbor":
+            return None
+        p = self.solution_dir / "commands.json"
+        if not p.is_file():
+            return None
+        import json
+
+        data = json.loads(p.read_text(encoding="utf-8"))
+        return [str(c) for c in data]
 
     def checksum(self) -> str:
         """sha256 over every file of the task (paths and contents), stable across machines."""
