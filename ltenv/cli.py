@@ -29,7 +29,12 @@ out = Console()
 
 TasksOpt = Annotated[
     Path | None,
-    typer.Option("--tasks", "-t", help="A task folder or a folder of tasks (default: the bundled registry)."),
+    typer.Option(
+        "--tasks",
+        "-t",
+        help="A task folder, a folder of tasks, or procgen:<family>[,<family>...|all]:<seeds> "
+        "(e.g. procgen:json-field:0-49; default: the bundled registry).",
+    ),
 ]
 
 
@@ -40,9 +45,14 @@ def _root(tasks: Path | None) -> Path:
 
 
 def _load(tasks: Path | None, names: list[str] | None = None, *, fail_on_errors: bool = True):
+    from ltenv.procgen.base import ProcgenError
     from ltenv.tasks import load_suite
 
-    suite = load_suite(_root(tasks))
+    try:
+        suite = load_suite(_root(tasks))
+    except ProcgenError as e:
+        console.print("[red]error:[/]", escape(str(e)), highlight=False)
+        raise typer.Exit(2) from None
     for err in suite.errors:
         console.print("[red]error:[/]", escape(str(err)))
     if suite.errors and fail_on_errors and not suite.tasks:
@@ -387,7 +397,9 @@ def rollout(
     ] = Path("runs/rollout"),
     k: Annotated[int, typer.Option("-k", "--attempts", help="Attempts per task.")] = 1,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Episodes run in parallel.")] = 4,
-    scaffold: Annotated[str, typer.Option(help="Scaffold: terminus or bash.")] = "terminus",
+    scaffold: Annotated[
+        str, typer.Option(help="Scaffold: terminus, bash or plain (bare commands, for small models).")
+    ] = "terminus",
     backend: Annotated[str, typer.Option(help="Sandbox backend: bwrap or docker.")] = "bwrap",
     max_turns: Annotated[int, typer.Option(help="Model turns per episode.")] = 50,
     max_parse_errors: Annotated[
@@ -1024,6 +1036,202 @@ def synth_report_cmd(
         return
     for table in rep.tables():
         out.print(table)
+
+
+# ----------------------------------------------------------------------------------------- procgen
+procgen_app = typer.Typer(
+    help="Procedural task families: seeded generators of unlimited verifiable instances. Use them "
+    "anywhere tasks are taken with --tasks procgen:<family>[,<family>...|all]:<seeds>."
+)
+app.add_typer(procgen_app, name="procgen")
+
+
+def _procgen_error(e: Exception) -> typer.Exit:
+    console.print("[red]error:[/]", escape(str(e)), highlight=False)
+    return typer.Exit(2)
+
+
+@procgen_app.command("list")
+def procgen_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """List the registered families: name, domain, difficulty, multi-turn, description."""
+    from ltenv.procgen.base import ProcgenError
+    from ltenv.procgen.materialize import all_families, describe
+
+    try:
+        rows = [describe(f) for f in all_families().values()]
+    except ProcgenError as e:
+        raise _procgen_error(e) from None
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(
+        "name", "domain", "difficulty", "multi-turn", "description", title=f"{len(rows)} family(ies)"
+    )
+    for r in rows:
+        table.add_row(
+            str(r["name"]),
+            str(r["domain"]),
+            str(r["difficulty"]),
+            "yes" if r["multi_turn"] else "no",
+            escape(str(r["description"])),
+        )
+    out.print(table)
+
+
+@procgen_app.command("show")
+def procgen_show(
+    family: Annotated[str, typer.Argument(help="Family name.")],
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Instance seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the instance as JSON.")] = False,
+) -> None:
+    """Show one instance: instruction, files, setup, commands (one per turn) and the check."""
+    from ltenv.procgen.base import ProcgenError
+    from ltenv.procgen.materialize import instance
+
+    try:
+        inst = instance(family, seed)
+    except ProcgenError as e:
+        raise _procgen_error(e) from None
+
+    def text(v: str | bytes) -> str:
+        return v if isinstance(v, str) else v.decode("utf-8", errors="replace")
+
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "name": inst.name,
+                    "family": inst.family,
+                    "seed": inst.seed,
+                    "domain": inst.domain,
+                    "difficulty": inst.difficulty,
+                    "instruction": inst.instruction,
+                    "files": {k: text(v) for k, v in sorted(inst.files.items())},
+                    "executable": sorted(inst.executable),
+                    "setup": inst.setup,
+                    "commands": list(inst.commands),
+                    "check": inst.check,
+                    "workdir": inst.workdir,
+                    "tags": list(inst.tags),
+                    "metadata": dict(inst.metadata),
+                }
+            )
+        )
+        return
+    out.print(f"[bold]{inst.name}[/] ({inst.domain}, {inst.difficulty}), workdir {inst.workdir}")
+    out.rule("instruction")
+    out.print(inst.instruction.rstrip(), markup=False, highlight=False)
+    for path, content in sorted(inst.files.items()):
+        mode = " (executable)" if path in inst.executable else ""
+        out.rule(f"file {path}{mode}")
+        out.print(text(content).rstrip("\n"), markup=False, highlight=False)
+    if inst.setup.strip():
+        out.rule("setup")
+        out.print(inst.setup.rstrip(), markup=False, highlight=False)
+    out.rule(f"commands ({len(inst.commands)} turn(s))")
+    for i, c in enumerate(inst.commands, 1):
+        out.print(f"{i}. ", end="")
+        out.print(c, markup=False, highlight=False)
+    out.rule("check")
+    out.print(inst.check.rstrip(), markup=False, highlight=False)
+
+
+@procgen_app.command("export")
+def procgen_export(
+    family: Annotated[str, typer.Argument(help="Family name, several separated by ',', or 'all'.")],
+    seeds: Annotated[str, typer.Option("--seeds", help="Seeds: 0-999, 5, 0-49,100-149.")] = "0-99",
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write task folders into.")] = Path(
+        "procgen-tasks"
+    ),
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="portable: standard Harbor folders (environment/Dockerfile FROM the base image); "
+            "fast: ltenv's shared-image folders (setup applied at sandbox start).",
+        ),
+    ] = "portable",
+    force: Annotated[
+        bool, typer.Option(help="Replace task folders that exist with different content.")
+    ] = False,
+) -> None:
+    """Write instances as task folders OUT/<task name>/ (identical existing folders are left alone)."""
+    from ltenv.procgen.base import ProcgenError
+    from ltenv.procgen.materialize import export
+
+    t0 = time.monotonic()
+    try:
+        written, unchanged = export(family, seeds, out_dir, format=fmt, force=force)
+    except ProcgenError as e:
+        raise _procgen_error(e) from None
+    console.print(
+        f"wrote {written} task folder(s) to {out_dir} ({fmt})"
+        + (f", {unchanged} already up to date" if unchanged else "")
+        + f" in {time.monotonic() - t0:.1f}s",
+        highlight=False,
+    )
+    print(written + unchanged)
+
+
+@app.command("demo")
+def demo_cmd(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A few minutes (CI): fewer seeds and steps.")
+    ] = False,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder (a rerun resumes).")] = Path(
+        "runs/demo"
+    ),
+    fresh: Annotated[bool, typer.Option("--fresh", help="Delete OUT and start over.")] = False,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
+    families: Annotated[
+        str | None, typer.Option(help="Comma-separated procedural families (default: all).")
+    ] = None,
+    train_seeds: Annotated[int | None, typer.Option(help="Training seeds per family.")] = None,
+    heldout_seeds: Annotated[int | None, typer.Option(help="Held-out seeds per family.")] = None,
+    sft_steps: Annotated[int | None, typer.Option(help="SFT optimizer steps.")] = None,
+    dmpo_steps: Annotated[int | None, typer.Option(help="DMPO optimizer steps.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Oracle episodes in flight.")] = 4,
+    backend: Annotated[str, typer.Option(help="Sandbox backend: bwrap or docker.")] = "bwrap",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """The whole loop on a laptop-class CPU, nothing downloaded: a tiny Qwen3 model learns procedural
+    terminal tasks. Oracle rollouts on training seeds -> SFT export -> training/sft.py -> eval on held-out
+    seeds -> SFT-model rollouts -> preference pairs -> training/dmpo.py -> eval; prints pass@1 per family
+    for the untrained, SFT and DMPO models with the seconds of every stage, and writes OUT/leaderboard.
+    Every stage is checkpointed: a rerun resumes from the first unfinished one."""
+    _setup_logging(verbose)
+    from ltenv.demo import STAGES, Demo, DemoConfig
+
+    if until is not None and until not in STAGES:
+        console.print(f"[red]error:[/] --until {escape(until)}: choose one of {', '.join(STAGES)}")
+        raise typer.Exit(2)
+    overrides: dict = {"out": out_dir, "jobs": jobs, "backend": backend}
+    for key, value in (
+        ("train_seeds", train_seeds),
+        ("heldout_seeds", heldout_seeds),
+        ("sft_steps", sft_steps),
+        ("dmpo_steps", dmpo_steps),
+    ):
+        if value is not None:
+            if value < 1:
+                console.print(f"[red]error:[/] --{key.replace('_', '-')} must be at least 1")
+                raise typer.Exit(2)
+            overrides[key] = value
+    if families:
+        overrides["families"] = [f.strip() for f in families.split(",") if f.strip()]
+    config = DemoConfig.quick(**overrides) if quick else DemoConfig.full(**overrides)
+    demo = Demo(config, say=lambda msg: console.print(escape(msg), highlight=False), fresh=fresh)
+    state = demo.run(until=until)
+    if "report" in state["stages"]:
+        report = demo.report()
+        print(demo.markdown(report), end="")
+        console.print(
+            f"demo done in {report['total_seconds']:.0f}s of stages; report: {out_dir / 'demo-report.md'}, "
+            f"leaderboard: {out_dir / 'leaderboard' / 'index.html'}",
+            highlight=False,
+        )
 
 
 def main() -> None:
