@@ -493,6 +493,8 @@ class BwrapSandbox(Sandbox):
         if pty is not None:
             master, slave = _open_pty(pty.rows, pty.cols, pty.echo)
             # POSIX sh only redirects single-digit descriptors: the terminal goes to a fixed one in the child.
+            # It is placed there by _child_setup (dup2 in the child), never reserved in this process: a
+            # low descriptor number here may belong to another thread and be closed at any moment.
             tty_fd = next(d for d in (9, 8, 7) if d != info_w)
             assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in pty.env.items())
             redirs = f"<&{tty_fd} >&{tty_fd} 2>&{tty_fd} {tty_fd}>&-"
@@ -508,10 +510,15 @@ class BwrapSandbox(Sandbox):
                 fd = os.open(f, os.O_WRONLY)
                 os.write(fd, pid)
                 os.close(fd)
+            # Descriptors reach bwrap by inheritance: every descriptor Python opens is close-on-exec, so
+            # only these two (and stdio) survive the exec. subprocess's pass_fds is not used on purpose:
+            # it needs each number open in this process at fork time, which a single-digit terminal
+            # number cannot promise in a process whose other threads open and close descriptors.
+            os.set_inheritable(info_w, True)
             if ctty is not None:  # the terminal becomes the sandbox session's controlling terminal
                 os.setsid()
                 fcntl.ioctl(ctty, termios.TIOCSCTTY, 0)
-                os.dup2(ctty, tty_fd)
+                os.dup2(ctty, tty_fd)  # inheritable
 
         try:
             self._proc = subprocess.Popen(
@@ -519,9 +526,9 @@ class BwrapSandbox(Sandbox):
                 stdin=keeper_r,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(info_w,) if slave is None else (info_w, slave, tty_fd),
+                close_fds=False,
                 env=self.env if pty is not None else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                preexec_fn=_child_setup if procs_files or ctty is not None else None,
+                preexec_fn=_child_setup,
             )
         except BaseException:
             if master is not None:
