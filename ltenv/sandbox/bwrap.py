@@ -518,7 +518,10 @@ class BwrapSandbox(Sandbox):
             if ctty is not None:  # the terminal becomes the sandbox session's controlling terminal
                 os.setsid()
                 fcntl.ioctl(ctty, termios.TIOCSCTTY, 0)
-                os.dup2(ctty, tty_fd)  # inheritable
+                if ctty != tty_fd:
+                    os.dup2(ctty, tty_fd)  # the copy is inheritable
+                else:  # dup2 onto itself would keep close-on-exec
+                    os.set_inheritable(tty_fd, True)
 
         try:
             self._proc = subprocess.Popen(
