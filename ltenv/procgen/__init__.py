@@ -1,4 +1,7 @@
-"""Procedural task families (see :mod:`ltenv.procgen.base`)."""
+"""Procedural task families (see :mod:`ltenv.procgen.base`).
+
+``ltenv.procgen.families`` is the subpackage of bundled families; the registry of every family (bundled
+and plugins) is :func:`all_families`."""
 
 from __future__ import annotations
 
@@ -7,13 +10,13 @@ from ltenv.procgen.base import (
     Family,
     Instance,
     ProcgenError,
-    families,
     get_family,
     parse_seeds,
     register,
     task_name,
 )
 from ltenv.procgen.materialize import (
+    all_families,
     export,
     generator_digest,
     load_instances,
@@ -27,8 +30,8 @@ __all__ = [
     "Family",
     "Instance",
     "ProcgenError",
+    "all_families",
     "export",
-    "families",
     "generator_digest",
     "get_family",
     "load_instances",
