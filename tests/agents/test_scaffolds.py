@@ -165,3 +165,41 @@ def test_prompts_are_package_files():
 
     names = {p.name for p in resources.files("ltenv.agents").joinpath("prompts").iterdir()}
     assert {"terminus_system.txt", "bash_system.txt", "terminus_parse_error.txt"} <= names
+
+
+# ------------------------------------------------------------------------------------------- plain
+def test_plain_reply_is_the_command_and_done_submits():
+    plain = get_scaffold("plain")
+    assert [a.command for a in plain.parse("  ls -la /app \n").actions] == ["ls -la /app"]
+    assert plain.parse("```bash\ncat a.txt\n```").actions[0].command == "cat a.txt"  # a fence is tolerated
+    multi = plain.parse("cd /app\nmake")
+    assert [a.command for a in multi.actions] == ["cd /app\nmake"] and not multi.complete
+    done = plain.parse(" DONE\n")
+    assert done.complete and done.actions == []
+    with pytest.raises(ParseError, match="no command"):
+        plain.parse("   \n")
+    assert plain.render_reply(["echo hi"]) == "echo hi" and plain.render_reply([], complete=True) == "DONE"
+    with pytest.raises(ValueError):
+        plain.render_reply(["ls"], complete=True)
+
+
+def test_plain_messages_are_short_and_observations_bare():
+    plain = get_scaffold("plain")
+    system, user = plain.initial_messages("Set the mode of /app/x.sh to 755.", "root@sandbox:/app# ")
+    assert system["role"] == "system" and "DONE" in system["content"] and len(system["content"]) < 100
+    assert user["role"] == "user" and user["content"].strip() == "Set the mode of /app/x.sh to 755."
+    ok = plain.observation_message([ActionResult("cat f", "hello\n", exit_code=0)])
+    assert ok == {"role": "user", "content": "hello"}
+    empty = plain.observation_message([ActionResult("true", "", exit_code=0)])
+    assert empty["content"] == "(no output)"
+    failed = plain.observation_message([ActionResult("cat nope", "cat: nope: No such file\n", exit_code=1)])
+    assert failed["content"] == "cat: nope: No such file\n[exit 1]"
+    hung = plain.observation_message([ActionResult("sleep 99", "", timed_out=True)])
+    assert hung["content"] == "[timed out]"
+    flood = plain.observation_message([ActionResult("yes", "y\n" * 5000 + "END", exit_code=0)])
+    assert (
+        flood["content"].startswith("...")
+        and flood["content"].endswith("END")
+        and len(flood["content"]) < 2100
+    )
+    assert plain.parse_error_message(ParseError("no command"))["content"].startswith("Your reply was empty")
