@@ -109,7 +109,7 @@ class DemoConfig:
         """A few minutes on 2 cores (CI): fewer seeds and steps."""
         base = dict(
             families=["fix-permission", "log-count", "config-set"],
-            train_seeds=200,
+            train_seeds=150,
             heldout_seeds=10,
             pair_seeds=10,
             sft_steps=700,
@@ -216,7 +216,8 @@ class Demo:
         if finished and len(finished) < len(STAGES):
             nxt = next(s for s in STAGES if not self.done(s))
             self.say(f"resuming {self.out}: {len(finished)} stage(s) already done; next: {nxt}")
-        for stage in STAGES:
+        last = STAGES.index(until) if until is not None else len(STAGES) - 1
+        for stage in STAGES[: last + 1]:
             if self.done(stage):
                 continue
             self.say(f"[{STAGES.index(stage) + 1}/{len(STAGES)}] {stage} ...")
@@ -226,8 +227,6 @@ class Demo:
             self.state["stages"][stage] = {"seconds": seconds, **info}
             self._save_state()
             self.say(f"    {stage} done in {seconds:.1f}s" + (f": {_brief(info)}" if info else ""))
-            if stage == until:
-                break
         return self.state
 
     # ------------------------------------------------------------------------------------ stages
