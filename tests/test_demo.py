@@ -134,6 +134,6 @@ def test_quick_demo_sft_beats_the_untrained_model_on_heldout_seeds(tmp_path, sto
     overall = report["overall"]
     assert overall["SFT"] > overall["untrained"], report
     assert overall["DMPO"] is not None
-    assert set(report["seconds"]) == set(STAGES)
+    assert set(report["seconds"]) == set(STAGES) - {"report"}  # written by the report stage itself
     assert (out / "leaderboard" / "index.html").is_file()
     assert "| family |" in proc.stdout and "untrained" in proc.stdout  # the table is printed
