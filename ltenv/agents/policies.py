@@ -69,6 +69,27 @@ class Completion:
     prompt_text: str | None = None
 
 
+class RuntimeState:
+    """Pickling for objects that hold process-local state (locks, clients, threads, loaded models): the
+    attributes named in ``_runtime_attrs`` are left out of the pickle and rebuilt by ``_init_runtime()``
+    on unpickling (a policy shipped to a Ray worker starts fresh there)."""
+
+    _runtime_attrs: tuple[str, ...] = ()
+
+    def _init_runtime(self) -> None:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for k in self._runtime_attrs:
+            state.pop(k, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_runtime()
+
+
 class Policy:
     """Base class. Subclasses implement :meth:`complete`; it must be thread-safe."""
 
@@ -103,7 +124,7 @@ def _is_context_error(status: int | None, code: str | None, message: str) -> boo
     )
 
 
-class OpenAIPolicy(Policy):
+class OpenAIPolicy(RuntimeState, Policy):
     """An OpenAI-compatible chat-completions endpoint, through the ``openai`` SDK.
 
     Connection errors, timeouts, 408/409/429 and 5xx are retried ``max_retries`` times with exponential
@@ -153,20 +174,12 @@ class OpenAIPolicy(Policy):
         self.send_seed = send_seed
         self._init_runtime()
 
+    _runtime_attrs = ("_client", "_lock", "_slots")
+
     def _init_runtime(self) -> None:
         self._client: Any = None
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        for k in ("_client", "_lock", "_slots"):
-            state.pop(k, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._init_runtime()
 
     @property
     def client(self) -> Any:
@@ -367,7 +380,7 @@ class _Request:
     future: Future = field(default_factory=Future)
 
 
-class HFPolicy(Policy):
+class HFPolicy(RuntimeState, Policy):
     """A local transformers causal LM (``path``), with an optional PEFT adapter. Nothing is downloaded
     (``local_files_only``).
 
@@ -409,6 +422,8 @@ class HFPolicy(Policy):
         """Sizes of the ``generate`` calls made so far (observability and tests)."""
         self._init_runtime()
 
+    _runtime_attrs = ("_lock", "_cond", "_queue", "_worker", "_closed", "_tok", "_lm")
+
     def _init_runtime(self) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -417,16 +432,6 @@ class HFPolicy(Policy):
         self._closed = False
         self._tok: Any = None
         self._lm: Any = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        for k in ("_lock", "_cond", "_queue", "_worker", "_closed", "_tok", "_lm"):
-            state.pop(k, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._init_runtime()
 
     def _load(self) -> tuple[Any, Any]:
         if self._lm is None:

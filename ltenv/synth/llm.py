@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ltenv.agents.policies import ContextOverflow, OpenAIPolicy, PolicyError
+from ltenv.agents.policies import ContextOverflow, OpenAIPolicy, PolicyError, RuntimeState
 from ltenv.agents.scaffolds import ParseError, _find_json_object
 from ltenv.errors import LtenvError
 
@@ -187,7 +187,7 @@ class _Endpoint(OpenAIPolicy):
 _STAGE_COUNTERS = ("prompt_tokens", "completion_tokens", "requests", "cached")
 
 
-class SynthLLM:
+class SynthLLM(RuntimeState):
     """The synthesis pipeline's LLM client (see the module docstring). Thread-safe.
 
     ``cache_dir=None`` disables the cache. ``temperature``/``top_p``/``max_tokens``/``seed`` are sent
@@ -240,20 +240,12 @@ class SynthLLM:
         )
         self._init_runtime()
 
+    _runtime_attrs = ("_lock", "_usage", "_inflight")
+
     def _init_runtime(self) -> None:
         self._lock = threading.Lock()
         self._usage: dict[str, dict[str, int]] = {}
         self._inflight: dict[str, list[Any]] = {}  # key -> [lock, number of callers holding/waiting]
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        for k in ("_lock", "_usage", "_inflight"):
-            state.pop(k, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._init_runtime()
 
     @property
     def max_concurrency(self) -> int:
