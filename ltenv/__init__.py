@@ -43,24 +43,26 @@ def register_tasks(path: str | Path, namespace: str = NAMESPACE, **env_kwargs: A
         >>> ltenv.register_tasks("my_tasks/", namespace="Mine")        # doctest: +SKIP
         ['Mine/hello-world']
     """
-    from gymnasium.envs.registration import register, registry
-
     from ltenv.tasks.discovery import discover
 
-    ids = []
-    for folder in discover(path):
-        env_id = f"{namespace}/{folder.name}"
-        kwargs = {"task": str(folder), **env_kwargs}
-        spec = registry.get(env_id)
-        if spec is not None and spec.entry_point == ENTRY_POINT and spec.kwargs == kwargs:
-            ids.append(env_id)
-            continue
-        if spec is not None:
-            del registry[env_id]
-        # The passive checker would validate every step's observation against the space; the env does that.
-        register(id=env_id, entry_point=ENTRY_POINT, kwargs=kwargs, disable_env_checker=True)
-        ids.append(env_id)
-    return ids
+    return [
+        _register(f"{namespace}/{folder.name}", ENTRY_POINT, {"task": str(folder), **env_kwargs})
+        for folder in discover(path)
+    ]
+
+
+def _register(env_id: str, entry_point: str, kwargs: dict[str, Any]) -> str:
+    """Register ``env_id`` (replacing a different registration of it; an identical one is kept)."""
+    from gymnasium.envs.registration import register, registry
+
+    spec = registry.get(env_id)
+    if spec is not None and spec.entry_point == entry_point and spec.kwargs == kwargs:
+        return env_id
+    if spec is not None:
+        del registry[env_id]
+    # The passive checker would validate every step's observation against the space; the env does that.
+    register(id=env_id, entry_point=entry_point, kwargs=kwargs, disable_env_checker=True)
+    return env_id
 
 
 PROCGEN_ENTRY_POINT = "ltenv.procgen.env:ProcgenEnv"
@@ -77,23 +79,12 @@ def register_families(namespace: str = NAMESPACE, **env_kwargs: Any) -> list[str
         >>> env = gym.make("LiteCoder/proc-json-field-v0")               # doctest: +SKIP
         >>> obs, info = env.reset(seed=7)                                # doctest: +SKIP
     """
-    from gymnasium.envs.registration import register, registry
-
     from ltenv.procgen.materialize import all_families
 
-    ids = []
-    for name in all_families():
-        env_id = f"{namespace}/proc-{name}-v0"
-        kwargs = {"family": name, **env_kwargs}
-        spec = registry.get(env_id)
-        if spec is not None and spec.entry_point == PROCGEN_ENTRY_POINT and spec.kwargs == kwargs:
-            ids.append(env_id)
-            continue
-        if spec is not None:
-            del registry[env_id]
-        register(id=env_id, entry_point=PROCGEN_ENTRY_POINT, kwargs=kwargs, disable_env_checker=True)
-        ids.append(env_id)
-    return ids
+    return [
+        _register(f"{namespace}/proc-{name}-v0", PROCGEN_ENTRY_POINT, {"family": name, **env_kwargs})
+        for name in all_families()
+    ]
 
 
 _LAZY = {

@@ -421,9 +421,7 @@ class BashScaffold(Scaffold):
         analysis: str = "",
         plan: str = "",
     ) -> str:
-        if complete and commands:
-            raise ValueError("the bash scaffold runs commands and declares completion in separate replies")
-        body = BASH_SENTINEL if complete else "\n".join(c.rstrip("\n") for c in commands)
+        body = _one_action(self.name, commands, complete, BASH_SENTINEL)
         text = " ".join(x for x in (analysis, plan) if x)
         return (text + "\n\n" if text else "") + f"```bash\n{body}\n```"
 
@@ -497,9 +495,14 @@ class PlainScaffold(Scaffold):
         analysis: str = "",
         plan: str = "",
     ) -> str:
-        if complete and commands:
-            raise ValueError("the plain scaffold runs commands and declares completion in separate replies")
-        return PLAIN_DONE if complete else "\n".join(c.rstrip("\n") for c in commands)
+        return _one_action(self.name, commands, complete, PLAIN_DONE)
+
+
+def _one_action(scaffold: str, commands: Sequence[str], complete: bool, done: str) -> str:
+    """The body of a one-action reply: the commands as one script, or ``done`` to declare completion."""
+    if complete and commands:
+        raise ValueError(f"the {scaffold} scaffold runs commands and declares completion in separate replies")
+    return done if complete else "\n".join(c.rstrip("\n") for c in commands)
 
 
 SCAFFOLDS: dict[str, type[Scaffold]] = {
