@@ -398,7 +398,10 @@ def rollout(
     k: Annotated[int, typer.Option("-k", "--attempts", help="Attempts per task.")] = 1,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Episodes run in parallel.")] = 4,
     scaffold: Annotated[
-        str, typer.Option(help="Scaffold: terminus, bash or plain (bare commands, for small models).")
+        str,
+        typer.Option(
+            help="Scaffold: terminus, bash, plain (the reply is the command, for small models) or bare (plain without a system prompt, for models trained on it)."
+        ),
     ] = "terminus",
     backend: Annotated[str, typer.Option(help="Sandbox backend: bwrap or docker.")] = "bwrap",
     max_turns: Annotated[int, typer.Option(help="Model turns per episode.")] = 50,
@@ -1186,7 +1189,11 @@ def demo_cmd(
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete OUT and start over.")] = False,
     until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
     families: Annotated[
-        str | None, typer.Option(help="Comma-separated procedural families (default: all).")
+        str | None,
+        typer.Option(
+            help="Comma-separated procedural families, or 'all' (default: five families of five domains; "
+            "--quick: three)."
+        ),
     ] = None,
     train_seeds: Annotated[int | None, typer.Option(help="Training seeds per family.")] = None,
     heldout_seeds: Annotated[int | None, typer.Option(help="Held-out seeds per family.")] = None,
@@ -1219,7 +1226,9 @@ def demo_cmd(
                 console.print(f"[red]error:[/] --{key.replace('_', '-')} must be at least 1")
                 raise typer.Exit(2)
             overrides[key] = value
-    if families:
+    if families == "all":
+        overrides["families"] = None
+    elif families:
         overrides["families"] = [f.strip() for f in families.split(",") if f.strip()]
     config = DemoConfig.quick(**overrides) if quick else DemoConfig.full(**overrides)
     demo = Demo(config, say=lambda msg: console.print(escape(msg), highlight=False), fresh=fresh)

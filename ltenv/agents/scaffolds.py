@@ -498,6 +498,18 @@ class PlainScaffold(Scaffold):
         return _one_action(self.name, commands, complete, PLAIN_DONE)
 
 
+class BareScaffold(PlainScaffold):
+    """The ``plain`` protocol without a system prompt: the episode opens with the task's instruction. For
+    models fine-tuned on the protocol, which need no description of it. The demo's tiny model learns
+    to copy names and values from the instruction and the observations far sooner without the prompt's
+    fixed tokens in front (see the README's demo section)."""
+
+    name = "bare"
+
+    def initial_messages(self, task_instruction: str, observation: str) -> list[dict[str, str]]:
+        return super().initial_messages(task_instruction, observation)[1:]
+
+
 def _one_action(scaffold: str, commands: Sequence[str], complete: bool, done: str) -> str:
     """The body of a one-action reply: the commands as one script, or ``done`` to declare completion."""
     if complete and commands:
@@ -509,11 +521,12 @@ SCAFFOLDS: dict[str, type[Scaffold]] = {
     "terminus": TerminusScaffold,
     "bash": BashScaffold,
     "plain": PlainScaffold,
+    "bare": BareScaffold,
 }
 
 
 def get_scaffold(scaffold: str | Scaffold = "terminus", **kwargs: Any) -> Scaffold:
-    """A scaffold by name (``terminus``, ``bash``, ``plain``), or the given object as is."""
+    """A scaffold by name (``terminus``, ``bash``, ``plain``, ``bare``), or the given object as is."""
     if isinstance(scaffold, Scaffold):
         return scaffold
     try:

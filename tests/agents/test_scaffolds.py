@@ -203,3 +203,12 @@ def test_plain_messages_are_short_and_observations_bare():
         and len(flood["content"]) < 2100
     )
     assert plain.parse_error_message(ParseError("no command"))["content"].startswith("Your reply was empty")
+
+
+def test_bare_is_plain_without_the_system_prompt():
+    plain, bare = get_scaffold("plain"), get_scaffold("bare")
+    msgs = bare.initial_messages("Set the mode of /app/x.sh to 755.", "root@sandbox:/app# ")
+    assert msgs == plain.initial_messages("Set the mode of /app/x.sh to 755.", "")[1:]
+    assert [m["role"] for m in msgs] == ["user"]
+    assert bare.parse("DONE").complete and bare.parse("ls").actions[0].command == "ls"
+    assert bare.observation_message([ActionResult("true", "", exit_code=0)])["content"] == "(no output)"

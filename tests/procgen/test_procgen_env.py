@@ -241,7 +241,7 @@ def test_reset_with_a_bad_seed_raises():
 
 @pytest.mark.bwrap
 @pytest.mark.slow
-@pytest.mark.parametrize("scaffold", ["terminus", "bash"])
+@pytest.mark.parametrize("scaffold", ["terminus", "bash", "plain", "bare"])
 def test_stepwise_oracle_one_command_per_turn(scaffold, store, bwrap_ok):
     from ltenv.agents.loop import run_episode
     from ltenv.agents.policies import OraclePolicy
@@ -258,6 +258,9 @@ def test_stepwise_oracle_one_command_per_turn(scaffold, store, bwrap_ok):
     assert len(assistant) == 3
     users = [m["content"] for m in traj.messages if m["role"] == "user"]
     assert any(token in u for u in users[1:])  # the agent saw the first command's output
+    # every scaffold but bare opens with its system prompt; bare opens with the instruction itself
+    assert (traj.messages[0]["role"] == "system") == (scaffold != "bare")
+    assert users[0].strip() == task.instruction.strip() or scaffold in ("terminus", "bash")
 
 
 @pytest.mark.bwrap
