@@ -51,7 +51,9 @@ def test_deterministic(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_seeds_differ(name: str) -> None:
     insts = [FAMILIES[name].instance(s) for s in range(100)]
-    assert len({i.instruction for i in insts}) >= 95
+    # the task differs per seed: its instruction or its expected answer (best-checkpoint's instruction is
+    # the same for every seed, everything to act on is in the files)
+    assert len({(i.instruction, i.check) for i in insts}) >= 95
     assert len({i.commands for i in insts}) >= 95
     assert len({(tuple(sorted(i.files.items())), i.setup) for i in insts}) >= 95
 
@@ -85,8 +87,8 @@ def test_multi_turn_value_only_in_output(name: str) -> None:
     for seed in SEEDS:
         inst = FAMILIES[name].instance(seed)
         value = str(inst.metadata["answer"])
-        assert inst.commands[-1] == f"echo {value} > /app/answer.txt"
         hidden = value.rsplit("/", 1)[-1]  # find-file: the directory is given, the file name is not
+        assert hidden in inst.commands[-1]  # the last command writes what the first one printed
         assert hidden not in inst.instruction, (seed, inst.instruction)
         assert hidden not in inst.commands[0]
 

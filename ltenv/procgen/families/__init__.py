@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ltenv.procgen.families import (  # noqa: F401  (imported for registration)
+    best_checkpoint,
     config_set,
     csv_sum,
     find_file,
