@@ -100,6 +100,17 @@ def weighted_logps(per_token_logps: torch.Tensor, weights: torch.Tensor) -> torc
     return (per_token_logps[:, -shifted.size(1) :] * shifted).sum(dim=1)
 
 
+def chosen_nll(per_token_logps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of the trained (assistant) tokens of the chosen half of a batch (chosen
+    rows first, then rejected, as the collator stacks them); ``per_token_logps`` is aligned with
+    ``labels[:, 1:]``."""
+    mask = labels[:, 1:] != -100
+    logps = per_token_logps[:, -mask.size(1) :]
+    chosen_logps, _ = logps.chunk(2, dim=0)
+    chosen_mask, _ = mask.chunk(2, dim=0)
+    return -chosen_logps[chosen_mask].mean()
+
+
 # --------------------------------------------------------------------------------------------- config
 
 
@@ -116,8 +127,12 @@ class DMPOConfig(DPOConfig):
             ``"error"``. A row whose chosen and rejected do not share the prompt is always an error.
 
     ``beta`` (0.1), ``max_length``, ``precompute_ref_log_probs``, ``label_smoothing`` and the training arguments
-    are DPOConfig's. Only ``loss_type=["sigmoid"]`` is supported (DMPO's loss); ``truncation_mode`` is
-    ``"keep_start"`` (truncation drops whole trailing turns, see ``build_chat``).
+    are DPOConfig's. ``loss_type`` is ``["sigmoid"]`` (DMPO's loss) or ``["sigmoid", "sft"]`` with
+    ``loss_weights=[1.0, α]``: DMPO plus α times the chosen trajectories' mean per-token negative log-likelihood
+    over their assistant turns (TRL's ``"sft"`` term; RPO). The likelihood term keeps the preference loss from
+    lowering the chosen actions' probabilities along with the rejected ones, which small models and
+    high learning rates are prone to. ``truncation_mode`` is ``"keep_start"`` (truncation drops whole
+    trailing turns, see ``build_chat``).
     """
 
     gamma: float = field(default=0.7, metadata={"help": "Discount γ of the DMPO turn weights φ(t, T)."})
@@ -140,8 +155,11 @@ class DMPOConfig(DPOConfig):
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
         if self.on_bad_row not in ("skip", "error"):
             raise ValueError(f"on_bad_row must be 'skip' or 'error', got {self.on_bad_row!r}")
-        if list(self.loss_type) != ["sigmoid"]:
-            raise ValueError(f"DMPO supports only loss_type=['sigmoid'] (its own loss), got {self.loss_type}")
+        if list(self.loss_type) not in (["sigmoid"], ["sigmoid", "sft"]):
+            raise ValueError(
+                "DMPO supports loss_type=['sigmoid'] (its own loss) or ['sigmoid', 'sft'] (plus a likelihood "
+                f"term on the chosen trajectories), got {self.loss_type}"
+            )
         if self.ld_alpha is not None or self.use_weighting or self.f_divergence_type != "reverse_kl":
             raise ValueError(
                 "DMPO does not support ld_alpha, use_weighting or f_divergence_type != 'reverse_kl'"
@@ -455,7 +473,13 @@ class DMPOTrainer(DPOTrainer):
             self.beta,
             self.label_smoothing,
         )
-        loss = losses.mean()
+        loss = self.loss_weights[0] * losses.mean()
+        if "sft" in self.loss_types:
+            nll = chosen_nll(outputs.log_probs, labels)
+            loss = loss + self.loss_weights[1] * nll
+            self._metrics[mode]["nll/chosen"].append(
+                self.accelerator.gather_for_metrics(nll.detach()).mean().item()
+            )
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
             self._metrics[mode]["aux_loss"].append(

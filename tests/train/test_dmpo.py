@@ -426,3 +426,50 @@ def test_accelerate_launch_two_processes(tiny_model: Path, tmp_path: Path, fixtu
         policy.close()
     assert isinstance(completion.text, str)
     assert completion.prompt_text == policy.prompt_text(msgs)
+
+
+def test_sft_term_adds_the_chosen_nll(tiny_model: Path, tmp_path: Path) -> None:
+    """loss_type ["sigmoid", "sft"]: the loss is DMPO's plus alpha times the chosen assistant tokens' mean NLL."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    row = pair(5, 2, 2)
+    ds = Dataset.from_list([row])
+    plain = DMPOTrainer(tiny_model, args=config(tmp_path / "a"), train_dataset=ds)
+    both = DMPOTrainer(
+        tiny_model,
+        args=config(tmp_path / "b", loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5]),
+        train_dataset=ds,
+    )
+    for t in (plain, both):
+        perturb(t.model, seed=3, scale=0.1)
+    batch = plain.data_collator([plain.train_dataset[0]])
+    with torch.no_grad():
+        dmpo_only = plain.compute_loss(plain.model, batch).item()
+        combined = both.compute_loss(both.model, batch).item()
+
+    # the chosen side's NLL by hand: every assistant token (content + <|im_end|>) of every chosen turn
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    perturb(policy, seed=3, scale=0.1)
+    total, count = 0.0, 0
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    for i, m in enumerate(row["chosen"]):
+        if m["role"] != "assistant":
+            continue
+        msgs = row["prompt"] + row["chosen"]
+        j = len(row["prompt"]) + i
+        s_ids = list(
+            tok.apply_chat_template(msgs[:j], add_generation_prompt=True, return_dict=True)["input_ids"]
+        )
+        full = list(tok.apply_chat_template(msgs[: j + 1], return_dict=True)["input_ids"])
+        a_t = full[len(s_ids) :]
+        a_t = a_t[: a_t.index(end) + 1]
+        ids = torch.tensor([s_ids + a_t])
+        with torch.no_grad():
+            logits = policy(input_ids=ids).logits[0].float()
+        logp = torch.log_softmax(logits[:-1], dim=-1).gather(1, ids[0, 1:, None])[:, 0]
+        total += -logp[len(s_ids) - 1 :].sum().item()
+        count += len(a_t)
+    assert combined - dmpo_only == pytest.approx(0.5 * total / count, rel=1e-4)
+    with pytest.raises(ValueError, match="sigmoid"):
+        config(tmp_path / "c", loss_type=["sigmoid", "ipo"])
