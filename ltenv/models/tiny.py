@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def build_tiny_qwen3(
     seed: int = 0,
     texts: Iterable[str] = (),
     isolate: bool = False,
+    whole_words: Iterable[str] = (),
 ) -> Path:
     """Build and save a tiny Qwen3 model and its tokenizer in ``path``; returns ``path``.
 
@@ -74,6 +76,11 @@ def build_tiny_qwen3(
     into its own token (as Qwen's tokenizer does for digits), so a string is tokenized the same wherever it
     appears (``fulu87`` in ``"fulu87"`` and in ``echo fulu87``). Copying a value from an observation into
     a command is then a token-for-token copy, which a small model learns far sooner.
+
+    ``whole_words`` (with ``isolate``): these words stay whole (one token each, their merges learned) and
+    every other run of letters falls apart into single characters, so a random name is always the same
+    letters whatever merges the corpus taught (``kefo`` is ``k e f o``, never ``ke fo`` here and ``k e fo``
+    there).
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -86,9 +93,14 @@ def build_tiny_qwen3(
     if isolate:
         from tokenizers import Regex
 
+        pattern = r"\s+|[^\w\s]"
+        words = sorted({w for w in whole_words if w}, key=lambda w: (-len(w), w))
+        if words:
+            alternatives = "|".join(re.escape(w) for w in words)
+            pattern = rf"\b(?:{alternatives})\b|{pattern}|\w"
         bpe.pre_tokenizer = pre_tokenizers.Sequence(
             [
-                pre_tokenizers.Split(Regex(r"\s+|[^\w\s]"), behavior="isolated"),
+                pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
                 pre_tokenizers.Digits(individual_digits=True),
                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
             ]
