@@ -81,8 +81,12 @@ def test_heldout_seeds_never_overlap_training_seeds(tmp_path):
     demo = Demo(tiny(tmp_path / "d", train_seeds=50, heldout_seeds=5), say=lambda m: None)
     train = {t.name for t in demo.train_tasks()}
     held = {t.name for t in demo.heldout_tasks()}
-    assert len(train) == 100 and len(held) == 10 and not train & held
+    pairs = {t.name for t in demo.pair_tasks()}
+    assert len(train) == 100 and len(held) == 10 and len(pairs) == 6
+    assert not train & held and not pairs & train and not pairs & held
     assert all(int(n.rsplit("-s", 1)[1]) >= HELDOUT_BASE for n in held)
+    with pytest.raises(DemoError, match="reaches the held-out seeds"):
+        Demo(tiny(tmp_path / "e", train_seeds=HELDOUT_BASE - 1), say=lambda m: None).pair_tasks()
 
 
 @pytest.mark.timeout(900)
