@@ -17,7 +17,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ltenv.errors import LtenvError
 
@@ -77,6 +77,11 @@ class Family(ABC):
     @abstractmethod
     def generate(self, rng: random.Random, seed: int) -> Instance:
         """The instance of ``seed``, drawing randomness only from ``rng``."""
+
+    def make(self, seed: int, **fields: Any) -> Instance:
+        """An :class:`Instance` of this family for ``seed`` (its family, domain and difficulty filled in):
+        what :meth:`generate` returns."""
+        return Instance(family=self.name, seed=seed, domain=self.domain, difficulty=self.difficulty, **fields)
 
     def instance(self, seed: int) -> Instance:
         """Instance ``seed`` (deterministic)."""

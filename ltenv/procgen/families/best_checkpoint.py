@@ -38,11 +38,8 @@ class BestCheckpoint(Family):
         check = "#!/bin/bash\n" + sha256_line(files[best], "/app/best.pt")
         for path, content in files.items():  # the checkpoints and the metrics stay as they were
             check += sha256_line(content, path)
-        return Instance(
-            family=self.name,
-            seed=seed,
-            domain=self.domain,
-            difficulty=self.difficulty,
+        return self.make(
+            seed,
             instruction=(
                 f"Each line of {RUNS}/metrics.csv is a checkpoint name and its validation loss. Copy the "
                 f"checkpoint with the lowest loss, {RUNS}/NAME.pt, to /app/best.pt."

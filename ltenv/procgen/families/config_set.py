@@ -34,11 +34,8 @@ class ConfigSet(Family):
         path = f"/app/etc/{svc}.conf"
         before = "\n".join(entries) + "\n"
         after = "".join(f"port={new}\n" if e == f"port={old}" else e + "\n" for e in entries)
-        return Instance(
-            family=self.name,
-            seed=seed,
-            domain=self.domain,
-            difficulty=self.difficulty,
+        return self.make(
+            seed,
             instruction=f"In {path}, change port to {new}; leave the other lines unchanged.",
             files={path: before},
             commands=(f"sed -i 's/^port=.*/port={new}/' {path}",),

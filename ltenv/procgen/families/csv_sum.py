@@ -25,11 +25,8 @@ class CsvSum(Family):
         total = sum(r[k - 1] for r in rows)
         path = f"/app/data/{name}.csv"
         text = ",".join(cols) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows)
-        return Instance(
-            family=self.name,
-            seed=seed,
-            domain=self.domain,
-            difficulty=self.difficulty,
+        return self.make(
+            seed,
             instruction=(
                 f"Write the sum of column {k} ({cols[k - 1]}) of {path}, header line excluded, "
                 "to /app/answer.txt."

@@ -30,11 +30,8 @@ class FindFile(Family):
         if rng.random() < 0.5:
             setup += f"chmod 2755 /app/{d}/{rng.choice(others)}\n"
         answer = f"/app/{d}/{suid}"
-        return Instance(
-            family=self.name,
-            seed=seed,
-            domain=self.domain,
-            difficulty=self.difficulty,
+        return self.make(
+            seed,
             instruction=f"Exactly one file in /app/{d} has the setuid bit set. Write its full path to /app/answer.txt.",
             files=files,
             setup=setup,

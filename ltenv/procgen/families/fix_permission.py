@@ -30,11 +30,8 @@ class FixPermission(Family):
         check += f'[ "$(stat -c %a {target})" = "{mode}" ] || exit 1\n'
         for other in list(files)[1:]:
             check += f'[ "$(stat -c %a {other})" = "644" ] || exit 1\n'
-        return Instance(
-            family=self.name,
-            seed=seed,
-            domain=self.domain,
-            difficulty=self.difficulty,
+        return self.make(
+            seed,
             instruction=f"Set the mode of {target} to {mode}. Do not change other files.",
             files=files,
             setup="chmod 644 /app/bin/*.sh\n",

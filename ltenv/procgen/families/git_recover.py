@@ -70,11 +70,8 @@ class GitRecover(Family):
             lines.append(f"{extra}={fresh_value(rng, instruction + values[target])}")
             s += _write(fname, lines) + _commit(n + 1, f"add {extra}")
         answer = values[target]
-        return Instance(
-            family=self.name,
-            seed=seed,
-            domain=self.domain,
-            difficulty=self.difficulty,
+        return self.make(
+            seed,
             instruction=instruction,
             files={},
             setup=s,

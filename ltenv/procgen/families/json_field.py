@@ -33,11 +33,8 @@ class JsonField(Family):
             v = fresh_value(rng, instruction)
             values.append(int(v) if v.isdigit() else v)
         answer = str(values[target])
-        return Instance(
-            family=self.name,
-            seed=seed,
-            domain=self.domain,
-            difficulty=self.difficulty,
+        return self.make(
+            seed,
             instruction=instruction,
             files={path: json.dumps(dict(zip(keys, values, strict=True))) + "\n"},
             commands=(f"cat {path}", f"echo {answer} > /app/answer.txt"),

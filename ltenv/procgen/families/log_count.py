@@ -40,11 +40,8 @@ class LogCount(Family):
                 f"{t // 3600 % 24:02d}:{t // 60 % 60:02d}:{t % 60:02d} {level} {code} {word(rng, 1, 2)}"
             )
         path = f"/app/logs/{log}.log"
-        return Instance(
-            family=self.name,
-            seed=seed,
-            domain=self.domain,
-            difficulty=self.difficulty,
+        return self.make(
+            seed,
             instruction=(
                 f"Count the lines of {path} that contain `ERROR {target}` and write the number to /app/answer.txt."
             ),
