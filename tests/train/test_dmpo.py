@@ -154,6 +154,13 @@ def _turn_logps_by_hand(
     model: torch.nn.Module, tokenizer, prompt: list[dict], turns: list[dict]
 ) -> list[float]:
     """log p(a_t | s_t) per assistant turn: one plain forward per turn on exactly s_t + a_t, no build_chat."""
+    return [t.sum().item() for t in _turn_token_logps_by_hand(model, tokenizer, prompt, turns)]
+
+
+def _turn_token_logps_by_hand(
+    model: torch.nn.Module, tokenizer, prompt: list[dict], turns: list[dict]
+) -> list[torch.Tensor]:
+    """The log-probs of a_t's tokens given s_t and the tokens before them, per assistant turn."""
     msgs = prompt + turns
     out = []
     for i, m in enumerate(msgs):
@@ -172,7 +179,7 @@ def _turn_logps_by_hand(
         with torch.no_grad():
             logits = model(input_ids=ids).logits[0].float()
         logp = torch.log_softmax(logits[:-1], dim=-1).gather(1, ids[0, 1:, None])[:, 0]
-        out.append(logp[len(s_ids) - 1 :].sum().item())
+        out.append(logp[len(s_ids) - 1 :])
     return out
 
 
@@ -451,25 +458,9 @@ def test_sft_term_adds_the_chosen_nll(tiny_model: Path, tmp_path: Path) -> None:
     tok = AutoTokenizer.from_pretrained(tiny_model)
     policy = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
     perturb(policy, seed=3, scale=0.1)
-    total, count = 0.0, 0
-    end = tok.convert_tokens_to_ids("<|im_end|>")
-    for i, m in enumerate(row["chosen"]):
-        if m["role"] != "assistant":
-            continue
-        msgs = row["prompt"] + row["chosen"]
-        j = len(row["prompt"]) + i
-        s_ids = list(
-            tok.apply_chat_template(msgs[:j], add_generation_prompt=True, return_dict=True)["input_ids"]
-        )
-        full = list(tok.apply_chat_template(msgs[: j + 1], return_dict=True)["input_ids"])
-        a_t = full[len(s_ids) :]
-        a_t = a_t[: a_t.index(end) + 1]
-        ids = torch.tensor([s_ids + a_t])
-        with torch.no_grad():
-            logits = policy(input_ids=ids).logits[0].float()
-        logp = torch.log_softmax(logits[:-1], dim=-1).gather(1, ids[0, 1:, None])[:, 0]
-        total += -logp[len(s_ids) - 1 :].sum().item()
-        count += len(a_t)
+    tokens = torch.cat(_turn_token_logps_by_hand(policy, tok, row["prompt"], row["chosen"]))
+    assert tokens.numel() > 4
+    total, count = -tokens.sum().item(), tokens.numel()
     assert combined - dmpo_only == pytest.approx(0.5 * total / count, rel=1e-4)
     with pytest.raises(ValueError, match="sigmoid"):
         config(tmp_path / "c", loss_type=["sigmoid", "ipo"])
