@@ -1199,6 +1199,9 @@ def demo_cmd(
     heldout_seeds: Annotated[int | None, typer.Option(help="Held-out seeds per family.")] = None,
     sft_steps: Annotated[int | None, typer.Option(help="SFT optimizer steps.")] = None,
     dmpo_steps: Annotated[int | None, typer.Option(help="DMPO optimizer steps.")] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the model's initialization, the trainers' data order and sampling.")
+    ] = 0,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Oracle episodes in flight.")] = 4,
     backend: Annotated[str, typer.Option(help="Sandbox backend: bwrap or docker.")] = "bwrap",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -1214,7 +1217,7 @@ def demo_cmd(
     if until is not None and until not in STAGES:
         console.print(f"[red]error:[/] --until {escape(until)}: choose one of {', '.join(STAGES)}")
         raise typer.Exit(2)
-    overrides: dict = {"out": out_dir, "jobs": jobs, "backend": backend}
+    overrides: dict = {"out": out_dir, "jobs": jobs, "backend": backend, "seed": seed}
     for key, value in (
         ("train_seeds", train_seeds),
         ("heldout_seeds", heldout_seeds),

@@ -115,6 +115,9 @@ class DemoConfig:
     commands often wait on the terminal (``cat`` without a file), and each would hold its episode this long."""
     pair_temperature: float = 1.0
     seed: int = 0
+    """Seed of the model's initialization, of the SFT and DMPO trainers' data order and of the rollouts'
+    sampling. The training data's order does not depend on which episode finished first, so a rerun with
+    the same seed trains on the same batches."""
     accelerate_config: str = "training/configs/cpu.yaml"
 
     @classmethod
@@ -339,7 +342,7 @@ class Demo:
     def stage_export_sft(self) -> dict[str, Any]:
         from ltenv.data import export_sft
 
-        ds = export_sft([self.path("oracle")], self.path("sft.jsonl"))
+        ds = export_sft(_trajectories(self.path("oracle")), self.path("sft.jsonl"))
         return {"examples": len(ds)}
 
     def _eval(self, model: str, run: str) -> dict[str, Any]:
@@ -602,9 +605,10 @@ def _count_params(path: Path) -> int:
 
 
 def _trajectories(run: Path) -> list[Any]:
+    """A run's trajectories by task and attempt (the file holds them in the order episodes finished)."""
     from ltenv.data import load_trajectories
 
-    return list(load_trajectories(run))
+    return sorted(load_trajectories(run), key=lambda t: (t.task, t.attempt))
 
 
 def _pass_rate(run: Path) -> float:

@@ -58,6 +58,9 @@ def test_stages_checkpoint_and_resume_after_a_failed_stage(tmp_path, store, bwra
     done = list(state(out)["stages"])
     assert done == ["model", "collect", "export-sft", "eval-base"]  # checkpointed up to the failure
     assert (out / "oracle" / "trajectories.jsonl").is_file() and (out / "sft.jsonl").is_file()
+    # the SFT data is in task order, not in the order the oracle's episodes happened to finish
+    tasks = [json.loads(line)["task"] for line in (out / "sft.jsonl").read_text().splitlines()]
+    assert len(tasks) == 12 and tasks == sorted(tasks)
     oracle_mtime = (out / "oracle" / "trajectories.jsonl").stat().st_mtime
 
     said: list[str] = []
@@ -94,7 +97,7 @@ def test_a_killed_training_stage_is_reported_and_resumed(tmp_path, store, bwrap_
     out = tmp_path / "demo"
     args = [
         sys.executable, "-m", "ltenv.cli", "demo", "--out", str(out), "--families", "fix-permission",
-        "--train-seeds", "6", "--heldout-seeds", "2", "--sft-steps", "400", "--until", "sft",
+        "--train-seeds", "6", "--heldout-seeds", "2", "--sft-steps", "400", "--seed", "3", "--until", "sft",
     ]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim = None
@@ -110,6 +113,7 @@ def test_a_killed_training_stage_is_reported_and_resumed(tmp_path, store, bwrap_
     err = " ".join(err.split())
     assert "stage sft" in err and "killed by SIGKILL" in err and "Rerun `ltenv demo`" in err
     assert "sft" not in state(out)["stages"] and "eval-base" in state(out)["stages"]
+    assert state(out)["config"]["seed"] == 3
 
     rerun = run_ltenv(*args[3:-2], "--until", "export-sft", timeout=120)
     assert rerun.returncode == 0, rerun.stderr  # nothing left to do up to export-sft: a no-op resume
