@@ -98,9 +98,13 @@ class DemoConfig:
     kv_heads: int = 2
     intermediate: int = 384
     # training
-    sft_steps: int = 1600
+    sft_steps: int = 2000
     sft_batch: int = 16
     sft_lr: float = 5e-3
+    sft_decay: float = 0.2
+    """Fraction of the SFT steps, at the end, over which the learning rate decays to 0 (warmup-stable-decay:
+    it stays at ``sft_lr`` until then). Measured here against a cosine schedule of the same length, same
+    seed: the model learns to copy while the rate is still high, and the short decay settles it."""
     dmpo_steps: int = 60
     dmpo_batch: int = 8
     dmpo_lr: float = 2e-4
@@ -137,7 +141,7 @@ class DemoConfig:
 
     @classmethod
     def full(cls, **kw: Any) -> DemoConfig:
-        """About 12 minutes on 2 cores: the :data:`DEMO_FAMILIES`, 300 training and 40 held-out seeds each."""
+        """About 14 minutes on 2 cores: the :data:`DEMO_FAMILIES`, 300 training and 40 held-out seeds each."""
         base: dict[str, Any] = dict(families=list(DEMO_FAMILIES))
         base.update(kw)
         return cls(**base)
@@ -411,6 +415,8 @@ class Demo:
                 str(c.sft_batch),
                 "--learning_rate",
                 str(c.sft_lr),
+                "--lr_scheduler_kwargs",
+                json.dumps({"num_decay_steps": max(1, round(c.sft_steps * c.sft_decay))}),
                 "--seed",
                 str(c.seed),
             ],
