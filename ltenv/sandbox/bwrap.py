@@ -202,6 +202,26 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _read_until_eof(fd: int, timeout: float, limit: int = 65536) -> bytes:
+    """Up to ``limit`` bytes from ``fd`` until end of file or ``timeout`` seconds, never blocking longer (a
+    process elsewhere may still hold the pipe's write end)."""
+    os.set_blocking(fd, False)
+    out = b""
+    deadline = time.monotonic() + timeout
+    while len(out) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        try:
+            chunk = os.read(fd, limit - len(out))
+        except BlockingIOError:
+            continue
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
 def _kill_tree(pids: list[int]) -> None:
     for p in reversed(pids):
         with contextlib.suppress(OSError):
@@ -584,14 +604,20 @@ class BwrapSandbox(Sandbox):
             time.sleep(0.0005)
         raise SandboxError(f"the sandbox's terminal program did not start: {self._failure_output()}")
 
-    def _failure_output(self) -> str:
-        """What bwrap said on stderr before exiting (it is waited for, briefly)."""
+    def _failure_output(self, timeout: float = 5.0) -> str:
+        """What bwrap said on stderr. It is waited for ``timeout`` seconds; one still running then (a keeper
+        whose terminal program never ran waits for its stdin forever) is killed with all it started, and
+        stderr is read without blocking, so a failed start never hangs its caller."""
         assert self._proc is not None
-        err = b""
-        with contextlib.suppress(Exception):
-            self._proc.wait(timeout=5)
-            err = self._proc.stderr.read() if self._proc.stderr else b""
-        return err.decode(errors="replace").strip()
+        try:
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._kill_all()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=timeout)
+        if self._proc.stderr is None or self._proc.stderr.closed:
+            return ""
+        return _read_until_eof(self._proc.stderr.fileno(), timeout=1.0).decode(errors="replace").strip()
 
     def _prepare_root(self, merged: Path) -> None:
         """Before the agent exists: working directory and the files a container runtime would provide."""
