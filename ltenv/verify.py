@@ -24,7 +24,6 @@ import math
 import os
 import re
 import secrets
-import select
 import shlex
 import time
 import xml.etree.ElementTree as ET
@@ -32,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ltenv.fdwait import wait_fds
 from ltenv.output import HeadTailBuffer, strip_ansi
 from ltenv.sandbox.base import ExecResult, PtyProcess, Sandbox
 from ltenv.tasks.model import Task, TerminalCommand
@@ -812,7 +812,7 @@ def run_keystrokes(
             wait = limit - time.monotonic()
             if wait <= 0:
                 return False
-            r, _, _ = select.select([pty.fd], [], [], min(wait, 0.1))
+            r, _ = wait_fds([pty.fd], [], min(wait, 0.1))
             if not r:
                 if pty.poll() is not None:
                     return False

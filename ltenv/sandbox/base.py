@@ -6,7 +6,6 @@ import abc
 import functools
 import io
 import os
-import select
 import signal
 import subprocess
 import tarfile
@@ -14,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ltenv.fdwait import wait_fds
 from ltenv.output import HeadTailBuffer
 
 DEFAULT_ENV = {
@@ -363,7 +363,7 @@ def run_bounded(
             if now - exited_at > 0.5:
                 break
         wait = 0.05 if wait is None else min(wait, 0.05)
-        r, w, _ = select.select(list(fds), [win] if win is not None else [], [], wait)
+        r, w = wait_fds(list(fds), [win] if win is not None else [], wait)
         for fd in r:
             chunk = os.read(fd, 65536)
             if chunk:

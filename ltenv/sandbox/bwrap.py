@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import secrets
-import select
 import shlex
 import shutil
 import signal
@@ -40,6 +39,7 @@ import weakref
 from pathlib import Path
 
 from ltenv.errors import SandboxError
+from ltenv.fdwait import wait_fds
 from ltenv.sandbox.base import (
     DEFAULT_ENV,
     ExecResult,
@@ -210,7 +210,7 @@ def _read_until_eof(fd: int, timeout: float, limit: int = 65536) -> bytes:
     deadline = time.monotonic() + timeout
     while len(out) < limit:
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        if left <= 0 or not wait_fds([fd], [], left)[0]:
             break
         try:
             chunk = os.read(fd, limit - len(out))
@@ -366,7 +366,7 @@ class _SpawnedProcess:
         deadline = None if timeout is None else time.monotonic() + timeout
         while b"\n" not in self._buf:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            r, _, _ = select.select([self._status], [], [], wait)
+            r, _ = wait_fds([self._status], [], wait)
             if not r:
                 return None
             chunk = os.read(self._status, 64)

@@ -24,7 +24,6 @@ import io
 import logging
 import os
 import re
-import select
 import shlex
 import socket
 import struct
@@ -35,6 +34,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from ltenv.errors import SandboxError
+from ltenv.fdwait import wait_fds
 from ltenv.output import HeadTailBuffer
 from ltenv.sandbox.base import DEFAULT_ENV, ExecResult, PtyProcess, PtyRequest, Sandbox, SandboxSpec
 
@@ -411,7 +411,7 @@ class DockerSandbox(Sandbox):
                 if wait <= 0:
                     timed_out = True
                     break
-                r, w, _ = select.select([sock], [sock] if writing else [], [], min(wait, 0.5))
+                r, w = wait_fds([sock], [sock] if writing else [], min(wait, 0.5))
                 if w:
                     try:
                         n = sock.send(pending[:65536])
@@ -498,7 +498,7 @@ class DockerSandbox(Sandbox):
             deadline = time.monotonic() + 30
             while b"\n" not in head:
                 wait = deadline - time.monotonic()
-                r, _, _ = select.select([sock], [], [], max(0.0, min(wait, 0.5)))
+                r, _ = wait_fds([sock], [], max(0.0, min(wait, 0.5)))
                 if not r:
                     if wait <= 0 or not self.alive:
                         raise self._dead("starting a terminal")

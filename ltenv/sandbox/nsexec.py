@@ -116,9 +116,13 @@ def _serve(sock_fd: int) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     running: dict[int, int] = {}  # pid -> status fd
+    # poll, not select: the inherited socket's number may be above select's limit of 1024
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
     while True:
         try:
-            ready, _, _ = select.select([sock, wake_r], [], [])
+            ready = {sock if fd == sock.fileno() else fd for fd, _ in poller.poll()}
         except InterruptedError:
             continue
         if wake_r in ready:

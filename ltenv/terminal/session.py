@@ -17,11 +17,11 @@ import contextlib
 import os
 import re
 import secrets
-import select
 import time
 from dataclasses import dataclass
 
 from ltenv.errors import ShellError
+from ltenv.fdwait import wait_fds
 from ltenv.output import HeadTailBuffer, decode, strip_ansi
 from ltenv.sandbox.base import PtyProcess, PtyRequest, Sandbox
 
@@ -158,7 +158,7 @@ class ShellSession:
                 n = os.write(self.pty.fd, view)
                 view = view[n:]
             except BlockingIOError:
-                select.select([], [self.pty.fd], [], 1.0)
+                wait_fds([], [self.pty.fd], 1.0)
             except OSError as e:
                 raise ShellExited(f"the shell's terminal is closed ({e})") from None
 
@@ -184,7 +184,7 @@ class ShellSession:
             if wait <= 0:
                 self._pending = carry
                 return False, None
-            r, _, _ = select.select([fd], [], [], min(wait, 0.2))
+            r, _ = wait_fds([fd], [], min(wait, 0.2))
             if not r:
                 # A terminal that other processes also hold never reports EOF: ask the process itself.
                 if self.pty.poll() is not None:
@@ -293,7 +293,7 @@ class ShellSession:
         data = self._pending
         self._pending = b""
         while True:
-            r, _, _ = select.select([self.pty.fd], [], [], max(0.0, deadline - time.monotonic()))
+            r, _ = wait_fds([self.pty.fd], [], max(0.0, deadline - time.monotonic()))
             if not r:
                 break
             try:
