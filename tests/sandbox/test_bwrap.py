@@ -151,17 +151,17 @@ def test_a_start_that_fails_while_bwrap_lives_on_reports_instead_of_hanging():
     the tree may still hold bwrap's stderr: reading that stderr for the error message must neither wait
     for the keeper nor for end of file."""
     proc = subprocess.Popen(
-        ["sh", "-c", "echo 'bwrap: setting up the terminal failed' >&2; (sleep 30 &); exec sleep 30"],
+        ["sh", "-c", "echo 'bwrap: setting up the terminal failed' >&2; (sleep 30 & echo $!); exec sleep 30"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    escaped = int(proc.stdout.readline())  # its `sleep` is out of the tree and holds stderr
     box = BwrapSandbox.__new__(BwrapSandbox)  # only the process half: no image or mount is involved
     box._proc, box._limits = proc, None
-    time.sleep(0.3)  # the message is written and the escaped `sleep` holds stderr
     t0 = time.monotonic()
     said = box._failure_output(timeout=0.5)
     took = time.monotonic() - t0
     assert said == "bwrap: setting up the terminal failed"
     assert proc.poll() is not None  # the one that would not exit was killed
     assert took < 5, took  # bounded by the wait and read timeouts, not by the escaped process
-    subprocess.run(["pkill", "-f", "^sleep 30$"], check=False)
+    os.kill(escaped, signal.SIGKILL)
