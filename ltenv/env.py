@@ -341,6 +341,7 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
             passed=result.passed,
             tests=[t.__dict__ for t in result.tests],
             verifier_error=result.error,
+            verifier_status=result.status,
             verifier_seconds=result.duration_s,
             verifier_runner=result.runner,
             verifier_notes=list(result.notes),

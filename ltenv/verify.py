@@ -70,9 +70,22 @@ class VerifierResult:
     """What ran: ``tests/test.sh``, ``run-tests.sh``, or ``offline pytest`` (offline mode)."""
     notes: list[str] = field(default_factory=list)
     """How this verification differed from the task's own harness (offline mode, same-shell tests...)."""
+    tampered: bool = False
+    """The verifier saw evidence that its outcome was interfered with (e.g. a reward file that disagrees with
+    the test runner's own report). The reward is then 0 and :attr:`error` says what was seen."""
+
+    @property
+    def status(self) -> str:
+        """``ok`` (a reward the verifier stands behind), ``verifier_error`` (no valid reward could be read:
+        :attr:`error` says why) or ``tampered``. Only ``ok`` episodes are training data."""
+        if self.tampered:
+            return "tampered"
+        return "verifier_error" if self.error else "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["status"] = self.status
+        return d
 
 
 def parse_reward(text: str, source: str) -> float:
