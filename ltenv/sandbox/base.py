@@ -218,6 +218,18 @@ class Sandbox(abc.ABC):
         """Why the sandbox is no longer running (meaningful once :attr:`alive` is ``False``)."""
         return "the sandbox is not running"
 
+    def trusted_unavailable(self) -> str | None:
+        """Why :meth:`run_trusted` cannot run here, or ``None`` if it can."""
+        return f"{type(self).__name__} has no private verifier view"
+
+    def run_trusted(self, job):  # -> ltenv.sandbox.trusted_run.TrustedRun
+        """Run ``job`` (a :class:`~ltenv.sandbox.trusted_run.TrustedJob`) in a private view of this sandbox: the
+        agent's final filesystem, processes and network, with fresh ``/tests`` and ``/logs/verifier`` and the
+        image as built at ``/.ltenv-verifier/image``, out of the agent's reach. See ``trusted.py``."""
+        from ltenv.errors import SandboxError
+
+        raise SandboxError(self.trusted_unavailable() or "not supported")
+
     def stage_file(self, data: bytes) -> str | None:
         """Make ``data`` readable (not writable) inside the sandbox cheaply; return its path, or ``None``
         if the backend has no fast path (callers then send the data another way)."""

@@ -821,6 +821,25 @@ class BwrapSandbox(Sandbox):
         self._staged = path
         return f"{CTL_MOUNT}/{name}"
 
+    def trusted_unavailable(self) -> str | None:
+        return None
+
+    def run_trusted(self, job):
+        from ltenv.sandbox.trusted_run import CAP_WAKE_ALARM, VIEW_MOUNT, launch
+
+        self._check()
+        assert self.dir is not None
+        (self.dir / "ctl" / VIEW_MOUNT).mkdir(exist_ok=True)
+        return launch(
+            job,
+            pid=self._child_pid,
+            layers=[str(p) for p in reversed(self.image.layers)],
+            scratch=self.dir / "pristine",
+            mount_point=f"{CTL_MOUNT}/{VIEW_MOUNT}",
+            caps=(CAP_WAKE_ALARM,),
+            cgroup_procs=self._limits.procs_files if self._limits else [],
+        )
+
     @property
     def upper_dir(self) -> Path | None:
         """Host path of the episode's copy-on-write layer (what the episode changed), for inspection."""
