@@ -652,19 +652,28 @@ def export_sft_cmd(
 ) -> None:
     """Successful episodes as SFT examples: {"messages": [...]} (TRL conversational) plus task, domain,
     difficulty, attempt, reward, run, policy, model, scaffold and turns columns."""
-    from ltenv.data import export_sft
+    from ltenv.data import ExportStats, export_sft
 
     _quiet_datasets()
     _check_dataset_out(out_file)
     trajs = _load_sources(sources)
+    stats = ExportStats()
     ds = export_sft(
-        trajs, out_file, min_reward=min_reward, domains=domain, max_turns=max_turns, dedupe=dedupe
+        trajs,
+        out_file,
+        min_reward=min_reward,
+        domains=domain,
+        max_turns=max_turns,
+        dedupe=dedupe,
+        stats=stats,
     )
     n_tasks = len(set(ds["task"]))
     out.print(
         f"{ds.num_rows} example(s) ({n_tasks} task(s)) from {len(trajs)} episode(s) -> {out_file}",
         highlight=False,
     )
+    if stats.summary():
+        out.print(stats.summary(), highlight=False)
 
 
 @export_app.command("pairs")
@@ -684,11 +693,12 @@ def export_pairs_cmd(
 ) -> None:
     """Multi-turn preference pairs {"prompt", "chosen", "rejected"}: episodes of the same task and prompt,
     the higher reward chosen, ties dropped."""
-    from ltenv.data import export_pairs
+    from ltenv.data import ExportStats, export_pairs
 
     _quiet_datasets()
     _check_dataset_out(out_file)
     trajs = _load_sources(sources)
+    stats = ExportStats()
     ds = export_pairs(
         trajs,
         out_file,
@@ -698,12 +708,15 @@ def export_pairs_cmd(
         domains=domain,
         max_turns=max_turns,
         dedupe=dedupe,
+        stats=stats,
     )
     n_tasks = len(set(ds["task"]))
     out.print(
         f"{ds.num_rows} pair(s) ({n_tasks} task(s)) from {len(trajs)} episode(s) -> {out_file}",
         highlight=False,
     )
+    if stats.summary():
+        out.print(stats.summary(), highlight=False)
 
 
 @import_app.command("sharegpt")

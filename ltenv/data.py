@@ -4,6 +4,11 @@ Everything goes through Hugging Face ``datasets``: the functions return :class:`
 (``push_to_hub``-ready) and, given ``out``, write them as JSON Lines (``.jsonl``/``.json``) or Parquet
 (``.parquet``), chosen by the file's suffix.
 
+Only episodes whose reward the verifier stands behind (``verifier_status == "ok"``) are training data: a
+``verifier_error`` episode (no valid reward) is never exported, and a ``tampered`` one (the agent interfered
+with the verification) is never an SFT example nor a ``chosen`` continuation, only a ``rejected`` one (with
+reward 0). Pass an :class:`ExportStats` as ``stats=`` to learn how many episodes were left out and why.
+
 - :func:`export_sft`: successful episodes as ``{"messages": [...]}`` (TRL's conversational language-modeling
   format) plus metadata columns. The messages are the trajectory's own ``messages``, i.e. exactly what the
   model saw and said; only ``role`` and ``content`` are kept, and trailing non-assistant turns (an
@@ -27,8 +32,9 @@ import hashlib
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +52,39 @@ TRAJECTORIES_FILE = "trajectories.jsonl"
 INFRA_TERMINATIONS: tuple[str, ...] = ("sandbox_error", "policy_error")
 
 TrajectorySource = Trajectory | dict[str, Any] | str | Path
+
+
+@dataclass
+class ExportStats:
+    """What an export read and left out; pass one as ``stats=`` to an export and it is filled in."""
+
+    episodes: int = 0
+    """Episodes read."""
+    excluded: Counter[str] = field(default_factory=Counter)
+    """Episodes never used, by reason: ``tampered`` or ``verifier_error`` (no reward the verifier stands
+    behind; for preference pairs a tampered episode is only kept out of ``chosen``, see
+    :attr:`rejected_only`) or an infrastructure termination (``sandbox_error``, ``policy_error``). Episodes
+    outside ``domains`` / ``max_turns`` are not counted."""
+    rejected_only: Counter[str] = field(default_factory=Counter)
+    """Preference pairs: episodes that may only be ``rejected``, by reason (``tampered``, with reward 0)."""
+
+    def summary(self) -> str:
+        """E.g. ``excluded 3 episode(s): 2 tampered, 1 verifier_error; 1 tampered as rejected only`` (empty
+        when nothing was left out)."""
+        parts = []
+        if self.excluded:
+            detail = ", ".join(f"{n} {why}" for why, n in sorted(self.excluded.items()))
+            parts.append(f"excluded {self.excluded.total()} episode(s): {detail}")
+        if self.rejected_only:
+            parts.append(
+                ", ".join(f"{n} {why} as rejected only" for why, n in sorted(self.rejected_only.items()))
+            )
+        return "; ".join(parts)
+
+    def _warn(self, what: str) -> None:
+        untrusted = {k: v for k, v in self.excluded.items() if k in ("tampered", "verifier_error")}
+        if untrusted or self.rejected_only:
+            log.warning("%s: %s", what, self.summary())
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -206,14 +245,20 @@ def _dataset(rows: list[dict[str, Any]], features: Features) -> Dataset:
 # ---------------------------------------------------------------------------------------------- SFT
 
 
-def _eligible(
-    traj: Trajectory, domains: set[str] | None, max_turns: int | None, exclude: Iterable[str]
-) -> bool:
-    if traj.termination in exclude:
-        return False
+def _selected(traj: Trajectory, domains: set[str] | None, max_turns: int | None) -> bool:
     if domains is not None and traj.domain not in domains:
         return False
     return not (max_turns is not None and traj.turns > max_turns)
+
+
+def _unusable(traj: Trajectory, exclude: set[str]) -> str | None:
+    """Why an episode is no training data: its verifier status (``tampered``, ``verifier_error``) or an
+    excluded termination; None if it is usable."""
+    if not traj.verified:
+        return traj.verifier_status
+    if traj.termination in exclude:
+        return traj.termination
+    return None
 
 
 def sft_examples(
@@ -224,14 +269,23 @@ def sft_examples(
     max_turns: int | None = None,
     dedupe: bool = True,
     exclude_terminations: Iterable[str] = INFRA_TERMINATIONS,
+    stats: ExportStats | None = None,
 ) -> list[dict[str, Any]]:
     """The rows :func:`export_sft` builds, as plain dicts."""
     wanted = set(domains) if domains is not None else None
     exclude = set(exclude_terminations)
+    warn = stats is None  # a caller who passes stats reports them itself
+    stats = stats if stats is not None else ExportStats()
     seen: set[str] = set()
     rows = []
     for traj in load_trajectories(trajectories):
-        if traj.reward < min_reward or not _eligible(traj, wanted, max_turns, exclude):
+        stats.episodes += 1
+        if not _selected(traj, wanted, max_turns):
+            continue
+        if (why := _unusable(traj, exclude)) is not None:
+            stats.excluded[why] += 1
+            continue
+        if traj.reward < min_reward:
             continue
         messages = _trim_to_last_assistant(clean_messages(traj.messages))
         if not any(m["role"] == "assistant" for m in messages):
@@ -256,6 +310,8 @@ def sft_examples(
                 "turns": sum(m["role"] == "assistant" for m in messages),
             }
         )
+    if warn:
+        stats._warn("SFT export")
     return rows
 
 
@@ -268,10 +324,13 @@ def export_sft(
     max_turns: int | None = None,
     dedupe: bool = True,
     exclude_terminations: Iterable[str] = INFRA_TERMINATIONS,
+    stats: ExportStats | None = None,
 ) -> Dataset:
     """SFT examples from successful episodes: ``reward >= min_reward``, optionally only ``domains`` and at
     most ``max_turns`` assistant turns; ``dedupe`` drops episodes whose messages repeat an earlier one.
-    Episodes ended by infrastructure (``exclude_terminations``) and episodes without a reply are skipped.
+    Episodes ended by infrastructure (``exclude_terminations``), episodes whose verifier reported
+    ``tampered`` or ``verifier_error`` (whatever reward they record) and episodes without a reply are
+    skipped; ``stats`` (an :class:`ExportStats`) counts the exclusions.
 
     Columns: ``messages`` (list of ``{role, content}``, ending with the last assistant turn), ``task``,
     ``domain``, ``difficulty``, ``attempt``, ``reward``, ``run``, ``policy``, ``model``, ``scaffold``,
@@ -285,6 +344,7 @@ def export_sft(
             max_turns=max_turns,
             dedupe=dedupe,
             exclude_terminations=exclude_terminations,
+            stats=stats,
         ),
         features("sft"),
     )
@@ -302,6 +362,9 @@ class _Candidate:
     prompt: list[dict[str, str]]
     continuation: list[dict[str, str]]
     index: int
+    reward: float
+    """The reward pairs are made by: 0 for a tampered episode, whatever its record says."""
+    may_be_chosen: bool
 
 
 def preference_pairs(
@@ -314,26 +377,49 @@ def preference_pairs(
     max_turns: int | None = None,
     dedupe: bool = True,
     exclude_terminations: Iterable[str] = INFRA_TERMINATIONS,
+    stats: ExportStats | None = None,
 ) -> list[dict[str, Any]]:
     """The rows :func:`export_pairs` builds, as plain dicts."""
     wanted = set(domains) if domains is not None else None
     exclude = set(exclude_terminations)
+    warn = stats is None  # a caller who passes stats reports them itself
+    stats = stats if stats is not None else ExportStats()
     groups: dict[tuple[str, str], list[_Candidate]] = {}
     for i, traj in enumerate(load_trajectories(trajectories)):
-        if not _eligible(traj, wanted, max_turns, exclude):
+        stats.episodes += 1
+        if not _selected(traj, wanted, max_turns):
+            continue
+        why = _unusable(traj, exclude)
+        # A tampered episode is a fine rejected example (a cheat, reward 0), never a chosen one; an episode
+        # whose verifier failed has no reward to rank by, and infrastructure failures are not the model's.
+        rejected_only = why == "tampered" and traj.termination not in exclude
+        if why is not None and not rejected_only:
+            stats.excluded[why] += 1
             continue
         prompt, rest = _split_prompt(clean_messages(traj.messages))
         rest = _trim_to_last_assistant(rest)
         if not prompt or not rest:
             continue
-        groups.setdefault((traj.task, _digest(prompt)), []).append(_Candidate(traj, prompt, rest, i))
+        if rejected_only:
+            stats.rejected_only[why] += 1
+        cand = _Candidate(
+            traj,
+            prompt,
+            rest,
+            i,
+            reward=0.0 if rejected_only else float(traj.reward),
+            may_be_chosen=not rejected_only,
+        )
+        groups.setdefault((traj.task, _digest(prompt)), []).append(cand)
 
     by_task: dict[str, list[tuple[_Candidate, _Candidate]]] = {}
     for (task, _), cands in sorted(groups.items()):
-        cands.sort(key=lambda c: (-c.traj.reward, c.traj.run, c.traj.attempt, c.index))
+        cands.sort(key=lambda c: (-c.reward, c.traj.run, c.traj.attempt, c.index))
         for a in cands:
+            if not a.may_be_chosen:
+                continue
             for b in cands:
-                margin = a.traj.reward - b.traj.reward
+                margin = a.reward - b.reward
                 if margin > 0 and margin >= min_margin:
                     by_task.setdefault(task, []).append((a, b))
 
@@ -362,9 +448,9 @@ def preference_pairs(
                     "task": task,
                     "domain": a.traj.domain,
                     "difficulty": a.traj.difficulty,
-                    "chosen_reward": float(a.traj.reward),
-                    "rejected_reward": float(b.traj.reward),
-                    "margin": float(a.traj.reward - b.traj.reward),
+                    "chosen_reward": a.reward,
+                    "rejected_reward": b.reward,
+                    "margin": a.reward - b.reward,
                     "chosen_run": a.traj.run,
                     "rejected_run": b.traj.run,
                     "chosen_attempt": a.traj.attempt,
@@ -373,6 +459,8 @@ def preference_pairs(
                     "rejected_turns": sum(m["role"] == "assistant" for m in b.continuation),
                 }
             )
+    if warn:
+        stats._warn("preference export")
     return rows
 
 
@@ -387,12 +475,17 @@ def export_pairs(
     max_turns: int | None = None,
     dedupe: bool = True,
     exclude_terminations: Iterable[str] = INFRA_TERMINATIONS,
+    stats: ExportStats | None = None,
 ) -> Dataset:
     """Multi-turn preference pairs. Episodes are grouped by task and prompt (the messages before the first
     assistant turn: system + first user message); within a group every two episodes with different
     rewards make a pair, the higher reward ``chosen`` (ties dropped), if the reward difference is at least
     ``min_margin``. ``max_pairs_per_task`` keeps a random subset (``random.Random(seed)``) of each task's
     pairs; the result is deterministic given the input order and ``seed``.
+
+    Episodes ended by infrastructure (``exclude_terminations``) and episodes whose verifier reported
+    ``verifier_error`` are left out; a ``tampered`` episode may only be ``rejected``, with reward 0 whatever
+    its record says. ``stats`` (an :class:`ExportStats`) counts both.
 
     Columns: ``prompt``, ``chosen``, ``rejected`` (lists of ``{role, content}``; ``chosen``/``rejected``
     start with an assistant turn and end with the episode's last assistant turn), ``task``, ``domain``,
@@ -409,6 +502,7 @@ def export_pairs(
             max_turns=max_turns,
             dedupe=dedupe,
             exclude_terminations=exclude_terminations,
+            stats=stats,
         ),
         features("pairs"),
     )

@@ -27,16 +27,20 @@ RUN_FILE = "run.json"
 
 #: Failure modes in the order they are tested (the first that applies names the failure).
 FAILURE_MODES: tuple[str, ...] = (
+    "tampered",  # the verifier saw evidence the agent interfered with the verification (never a pass)
     "sandbox_error",  # the sandbox died or could not be driven
     "policy_error",  # the policy failed (endpoint down after retries, exception)
     "context_overflow",  # the prompt no longer fit the model's context
     "parse_error",  # too many consecutive malformed replies
     "test_timeout",  # the verifier timed out
+    "verifier_error",  # the verifier failed otherwise (no reward file, crashed script): no valid reward
     "agent_timeout",  # the agent used up its turns (max_steps) or wall-clock budget (time_limit)
     "shell_exited",  # the agent's shell exited
-    "verifier_error",  # the verifier failed otherwise (no reward file, crashed script)
     "tests_failed",  # the episode ended normally and the tests did not pass
 )
+
+#: Failure modes that say the verifier gave no reward it stands behind; the leaderboard shows their counts.
+VERIFIER_FAILURE_MODES: tuple[str, ...] = ("verifier_error", "tampered")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -56,9 +60,17 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
+def episode_passed(traj: Trajectory) -> bool:
+    """Whether an episode counts as a pass: ``passed`` with a reward the verifier stands behind
+    (``verifier_status == "ok"``). A tampered episode is never a pass, whatever its record says."""
+    return bool(traj.passed) and traj.verified
+
+
 def classify_failure(traj: Trajectory) -> str | None:
     """The failure mode of an episode (one of :data:`FAILURE_MODES`), or None if it passed."""
-    if traj.passed:
+    if traj.verifier_status == "tampered":
+        return "tampered"
+    if episode_passed(traj):
         return None
     term = traj.termination
     if term in ("sandbox_error", "policy_error", "context_overflow", "parse_error"):
@@ -66,12 +78,12 @@ def classify_failure(traj: Trajectory) -> str | None:
     verr = (traj.verifier_error or "").lower()
     if "timed out" in verr or "timeout" in verr:
         return "test_timeout"
+    if verr or traj.verifier_status == "verifier_error":
+        return "verifier_error"
     if term in ("max_steps", "time_limit"):
         return "agent_timeout"
     if term == "shell_exited":
         return "shell_exited"
-    if verr:
-        return "verifier_error"
     return "tests_failed"
 
 
@@ -258,7 +270,7 @@ def evaluate(
     short: dict[int, list[str]] = {}
     for task in sorted(by_task):
         episodes = by_task[task]
-        n, c = len(episodes), sum(bool(t.passed) for t in episodes)
+        n, c = len(episodes), sum(episode_passed(t) for t in episodes)
         fails = Counter(m for t in episodes if (m := classify_failure(t)) is not None)
         failure_modes.update(fails)
         for kk in ks:
@@ -274,7 +286,7 @@ def evaluate(
                 c=c,
                 pass_at_1=c / n,
                 pass_at_k={kk: pass_at_k(n, c, kk) for kk in ks},
-                mean_reward=sum(t.reward for t in episodes) / n,
+                mean_reward=sum(t.reward if t.verified else 0.0 for t in episodes) / n,
                 failures=dict(sorted(fails.items())),
             )
         )
@@ -335,11 +347,11 @@ class Leaderboard:
     def markdown(self) -> str:
         k = self.k
         kcol = [f"pass@{k}"] if k != 1 else []  # with one attempt per task pass@k is pass@1
+        vcol = list(VERIFIER_FAILURE_MODES)  # episodes without a reward the verifier stands behind
+        header = ["rank", "run", "policy", "model", "pass@1", *kcol, "tasks", "episodes", *vcol, "domains"]
         lines = [
-            "| "
-            + " | ".join(["rank", "run", "policy", "model", "pass@1", *kcol, "tasks", "episodes", "domains"])
-            + " |",
-            "|---:|---|---|---|---:|" + "---:|" * len(kcol) + "---:|---:|---|",
+            "| " + " | ".join(header) + " |",
+            "|---:|---|---|---|---:|" + "---:|" * (len(kcol) + 2 + len(vcol)) + "---|",
         ]
         for i, e in enumerate(self.entries, 1):
             r = e.report
@@ -352,6 +364,7 @@ class Leaderboard:
                 *([_pct(r.pass_at_k.get(k, 0.0))] if kcol else []),
                 str(r.n_tasks),
                 str(r.n_episodes),
+                *(str(r.failure_modes.get(m, 0)) for m in vcol),
                 ", ".join(r.domains) or "-",
             ]
             lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
@@ -480,7 +493,7 @@ def _cell_colour(rate: float) -> str:
 
 
 def _episode_html(anchor: str, run: str, t: Trajectory) -> str:
-    verdict = '<span class="pass">PASS</span>' if t.passed else '<span class="fail">FAIL</span>'
+    verdict = '<span class="pass">PASS</span>' if episode_passed(t) else '<span class="fail">FAIL</span>'
     mode = classify_failure(t)
     parts = [
         f'<details class="episode" id="{_e(anchor)}" data-run="{_e(run)}" data-task="{_e(t.task)}" '
@@ -488,6 +501,7 @@ def _episode_html(anchor: str, run: str, t: Trajectory) -> str:
         f"<summary>{verdict} <b>{_e(t.task)}</b> <span class='muted'>run</span> {_e(run)} "
         f"<span class='muted'>attempt</span> {t.attempt} <span class='muted'>reward</span> {t.reward:g} "
         f"<span class='muted'>termination</span> {_e(t.termination)}"
+        + (f" <span class='muted'>verifier</span> {_e(t.verifier_status)}" if not t.verified else "")
         + (f" <span class='muted'>failure</span> {_e(mode)}" if mode else "")
         + f" <span class='muted'>turns</span> {t.turns}</summary>",
     ]
@@ -556,7 +570,9 @@ def render_html(board: Leaderboard) -> str:
         '<table id="runs"><thead><tr><th>rank</th><th>run</th><th>policy</th><th>model</th>'
         "<th>pass@1</th>"
         + (f"<th>pass@{k}</th>" if k != 1 else "")
-        + "<th>tasks</th><th>episodes</th><th>domains</th></tr></thead><tbody>",
+        + "<th>tasks</th><th>episodes</th>"
+        + "".join(f"<th>{_e(m)}</th>" for m in VERIFIER_FAILURE_MODES)
+        + "<th>domains</th></tr></thead><tbody>",
     ]
     for i, e in enumerate(entries, 1):
         r = e.report
@@ -566,7 +582,8 @@ def render_html(board: Leaderboard) -> str:
             f'<td class="num">{_pct(r.pass_at_1)}</td>'
             + (f'<td class="num">{_pct(r.pass_at_k.get(k, 0.0))}</td>' if k != 1 else "")
             + f'<td class="num">{r.n_tasks}</td><td class="num">{r.n_episodes}</td>'
-            f"<td>{_e(', '.join(r.domains) or '-')}</td></tr>"
+            + "".join(f'<td class="num">{r.failure_modes.get(m, 0)}</td>' for m in VERIFIER_FAILURE_MODES)
+            + f"<td>{_e(', '.join(r.domains) or '-')}</td></tr>"
         )
     out.append("</tbody></table>")
 

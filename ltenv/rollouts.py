@@ -122,7 +122,7 @@ class RolloutStats:
     def count(self, traj: Trajectory) -> None:
         if traj.termination in ERROR_TERMINATIONS:
             self.errors += 1
-        elif traj.passed:
+        elif traj.passed and traj.verified:  # a tampered episode is never a pass
             self.passed += 1
         else:
             self.failed += 1
@@ -164,7 +164,7 @@ class RolloutResult:
 
     @property
     def passed(self) -> int:
-        return sum(t.passed for t in self.trajectories)
+        return sum(t.passed and t.verified for t in self.trajectories)
 
     @property
     def errors(self) -> int:
@@ -549,7 +549,12 @@ def _fmt_seconds(s: float | None) -> str:
 
 def episode_line(stats: RolloutStats, traj: Trajectory) -> str:
     """One plain line per finished episode (the non-terminal progress format)."""
-    verdict = "ERROR" if traj.termination in ERROR_TERMINATIONS else ("PASS" if traj.passed else "FAIL")
+    if traj.termination in ERROR_TERMINATIONS:
+        verdict = "ERROR"
+    elif traj.verifier_status == "tampered":
+        verdict = "TAMPERED"
+    else:
+        verdict = "PASS" if traj.passed and traj.verified else "FAIL"
     rate = f"{stats.pass_rate:.0%}" if stats.pass_rate is not None else "--"
     line = (
         f"[{stats.recorded}/{stats.total}] {traj.task}#{traj.attempt} {verdict} reward={traj.reward:g} "

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -36,6 +36,13 @@ Termination = Literal[
     "context_overflow",  # the prompt no longer fits the model's context
     "policy_error",  # the policy failed otherwise (endpoint down after retries...)
 ]
+
+VERIFIER_STATUSES: tuple[str, ...] = (
+    "ok",  # a reward the verifier stands behind
+    "verifier_error",  # no valid reward could be read (``verifier_error`` says why); reward 0
+    "tampered",  # evidence the agent interfered with the verification; reward 0
+)
+"""The values of :attr:`Trajectory.verifier_status` (``ltenv.verify.VerifierResult.status``)."""
 
 
 class Step(BaseModel):
@@ -80,6 +87,10 @@ class Trajectory(BaseModel):
     termination: str = "submitted"
     tests: list[dict[str, Any]] = Field(default_factory=list)
     verifier_error: str | None = None
+    verifier_status: str = "ok"
+    """One of :data:`VERIFIER_STATUSES`. Only ``ok`` episodes count as passes (:attr:`verified`) and become
+    training data. Records written before this field existed read as ``verifier_error`` when they carry a
+    ``verifier_error``, else ``ok``."""
     error: str | None = None
     parse_errors: int = 0
     usage: dict[str, int] = Field(default_factory=dict)
@@ -89,6 +100,21 @@ class Trajectory(BaseModel):
     started_at: str = ""
     finished_at: str = ""
     versions: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_verifier_status(cls, data: Any) -> Any:
+        """Old records have no ``verifier_status``: a recorded ``verifier_error`` means the reward was not
+        valid."""
+        if isinstance(data, dict) and data.get("verifier_status") is None:
+            data = {**data, "verifier_status": "verifier_error" if data.get("verifier_error") else "ok"}
+        return data
+
+    @property
+    def verified(self) -> bool:
+        """Whether the verifier stands behind ``reward`` (``verifier_status == "ok"``). ``passed`` counts
+        only when this holds: a tampered episode is never a pass, whatever its record says."""
+        return self.verifier_status == "ok"
 
     @property
     def key(self) -> tuple[str, int]:

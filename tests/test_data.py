@@ -10,6 +10,7 @@ import pytest
 
 from ltenv.data import (
     DataFormatError,
+    ExportStats,
     export_pairs,
     export_sft,
     import_sharegpt,
@@ -96,6 +97,29 @@ def test_load_trajectories_from_run_dir_file_and_objects(tmp_path):
         load_trajectories(tmp_path / "nope")
 
 
+def test_old_records_load_with_a_derived_verifier_status(tmp_path):
+    """Records written before ``verifier_status`` existed still load: one that carries a verifier error reads
+    as ``verifier_error``, any other as ``ok``; a recorded status survives a round trip."""
+    path = tmp_path / "old" / "trajectories.jsonl"
+    path.parent.mkdir()
+    old = traj(attempt=0).model_dump(mode="json")
+    broken = traj(attempt=1, reward=0.0).model_dump(mode="json")
+    broken["verifier_error"] = "the verifier wrote no /logs/verifier/reward.txt or reward.json"
+    for rec in (old, broken):
+        del rec["verifier_status"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in (old, broken)))
+    assert "verifier_status" not in path.read_text()
+    loaded = load_trajectories(path.parent)
+    assert [(t.attempt, t.verifier_status, t.verified) for t in loaded] == [
+        (0, "ok", True),
+        (1, "verifier_error", False),
+    ]
+    store = TrajectoryStore(tmp_path / "new.jsonl")
+    store.append(traj(attempt=2, verifier_status="tampered", verifier_error="reward file rewritten"))
+    store.append(traj(attempt=3, verifier_status="ok"))
+    assert [t.verifier_status for t in store.read(strict=True)] == ["tampered", "ok"]
+
+
 # ---------------------------------------------------------------------------------------------- SFT
 
 
@@ -144,6 +168,37 @@ def test_export_sft_ends_on_assistant_turn():
     # an episode with no reply at all has nothing to learn from
     empty = Trajectory(task="x", reward=1.0, passed=True, messages=[{"role": "user", "content": "hi"}])
     assert export_sft([empty]).num_rows == 0
+
+
+def test_export_sft_never_exports_tampered_or_unverified_episodes(tmp_path, caplog):
+    """A tampered episode is no SFT example even where its record says reward 1 (and passed), nor is one
+    whose verifier failed; the exclusions are counted, and logged when the caller does not ask for them."""
+    good = traj(attempt=0, reward=1.0)
+    cheat = traj(
+        attempt=1, reward=1.0, cmds=("echo 1 > /logs/verifier/reward.txt",), verifier_status="tampered"
+    )
+    timed_out = traj(
+        attempt=2,
+        reward=1.0,
+        cmds=("printf hello > greeting.txt",),
+        verifier_error="verifier timed out after 120s ([verifier] timeout_sec)",
+    )
+    infra = traj(attempt=3, reward=1.0, cmds=("uname",), termination="sandbox_error")
+    assert cheat.passed and cheat.reward == 1.0 and timed_out.verifier_status == "verifier_error"
+    run = write_run(tmp_path, "run", [good, cheat, timed_out, infra])
+
+    stats = ExportStats()
+    ds = export_sft(run, tmp_path / "sft.jsonl", stats=stats)
+    assert ds["attempt"] == [0] and read_dataset(tmp_path / "sft.jsonl")["attempt"] == [0]
+    assert stats.episodes == 4
+    assert stats.excluded == {"tampered": 1, "verifier_error": 1, "sandbox_error": 1}
+    assert stats.summary() == "excluded 3 episode(s): 1 sandbox_error, 1 tampered, 1 verifier_error"
+    # a lower bar lets nothing untrusted in either
+    assert export_sft([good, cheat, timed_out], min_reward=0.0, dedupe=False)["attempt"] == [0]
+
+    with caplog.at_level("WARNING", logger="ltenv.data"):
+        export_sft([good, cheat])
+    assert "excluded 1 episode(s): 1 tampered" in caplog.text
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
@@ -226,6 +281,37 @@ def test_export_pairs_skip_infra_failures_and_roundtrip(tmp_path):
     ds = export_pairs(trajs, out)
     assert len(ds) == 1 and ds[0]["rejected_attempt"] == 2
     assert read_dataset(out).to_list() == ds.to_list()
+
+
+def test_export_pairs_tampered_only_rejected_and_unverified_excluded(tmp_path):
+    """A tampered episode is never chosen, whatever reward it records: it may only be rejected, as reward 0.
+    An episode whose verifier failed is in no pair at all."""
+    honest_pass = traj(attempt=0, reward=1.0, cmds=("echo hello > greeting.txt",))
+    honest_fail = traj(attempt=1, reward=0.0, cmds=("ls",))
+    cheat = traj(
+        attempt=2, reward=1.0, cmds=("echo 1 > /logs/verifier/reward.txt",), verifier_status="tampered"
+    )
+    unverified = traj(attempt=3, reward=0.5, cmds=("pwd",), verifier_error="reward.txt is malformed")
+    run = write_run(tmp_path, "run", [honest_pass, honest_fail, cheat, unverified])
+
+    stats = ExportStats()
+    ds = export_pairs(run, stats=stats)
+    got = sorted(zip(ds["chosen_attempt"], ds["rejected_attempt"], strict=True))
+    assert got == [(0, 1), (0, 2)]
+    row = next(r for r in ds if r["rejected_attempt"] == 2)
+    assert row["rejected_reward"] == 0.0 and row["margin"] == 1.0 and row["chosen_reward"] == 1.0
+    assert row["rejected"] == cheat.messages[2:]
+    assert stats.excluded == {"verifier_error": 1} and stats.rejected_only == {"tampered": 1}
+    assert stats.summary() == "excluded 1 episode(s): 1 verifier_error; 1 tampered as rejected only"
+    # on its own beside a failure, the cheat makes no pair: it cannot be chosen
+    assert len(export_pairs([cheat, honest_fail])) == 0
+    # an infrastructure failure stays out even when tampered
+    crashed = traj(
+        attempt=4, reward=0.0, cmds=("x",), verifier_status="tampered", termination="sandbox_error"
+    )
+    stats = ExportStats()
+    assert export_pairs([honest_pass, crashed], stats=stats).num_rows == 0
+    assert stats.excluded == {"tampered": 1} and not stats.rejected_only
 
 
 # ---------------------------------------------------------------------------------------------- ShareGPT
@@ -450,6 +536,28 @@ def test_cli_export_and_import(tmp_path):
     assert "1 pair(s) (1 task(s))" in proc.stdout
     row = read_dataset(tmp_path / "pairs.jsonl")[0]
     assert row["chosen_attempt"] == 0 and row["rejected_attempt"] == 1
+
+    cheats = write_run(
+        tmp_path,
+        "cheats",
+        [
+            traj(attempt=0, reward=1.0),
+            traj(
+                attempt=1,
+                reward=1.0,
+                cmds=("echo 1 > /logs/verifier/reward.txt",),
+                verifier_status="tampered",
+            ),
+        ],
+    )
+    proc = ltenv("export", "sft", cheats, "--out", tmp_path / "c.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 example(s) (1 task(s)) from 2 episode(s)" in proc.stdout
+    assert "excluded 1 episode(s): 1 tampered" in proc.stdout
+    proc = ltenv("export", "pairs", cheats, "--out", tmp_path / "cp.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 pair(s)" in proc.stdout and "1 tampered as rejected only" in proc.stdout
+    assert read_dataset(tmp_path / "cp.jsonl")["rejected_attempt"] == [1]
 
     assert ltenv("export", "sft", run, "--out", tmp_path / "x.csv").returncode == 2
     proc = ltenv("export", "sft", tmp_path / "missing", "--out", tmp_path / "x.jsonl")

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ltenv.evaluation import FAILURE_MODES, classify_failure, evaluate, leaderboard, pass_at_k
+from ltenv.evaluation import (
+    FAILURE_MODES,
+    classify_failure,
+    episode_passed,
+    evaluate,
+    leaderboard,
+    pass_at_k,
+)
 from ltenv.trajectory import Step, Trajectory, TrajectoryStore
 from tests.support.cli import run_ltenv as ltenv
 
@@ -103,6 +110,20 @@ def test_pass_at_k_rejects_bad_input(n, c, k):
         ({"termination": "time_limit"}, "agent_timeout"),
         ({"termination": "shell_exited"}, "shell_exited"),
         ({"verifier_error": "no reward file written"}, "verifier_error"),
+        # the verifier gave no valid reward: that, not the agent's budget, is what is known of the episode
+        ({"termination": "max_steps", "verifier_error": "reward.txt is malformed"}, "verifier_error"),
+        ({"termination": "shell_exited", "verifier_status": "verifier_error"}, "verifier_error"),
+        # a timed-out verifier is no pass even where a reward file was read
+        (
+            {"passed": True, "verifier_error": "verifier timed out after 120s ([verifier] timeout_sec)"},
+            "test_timeout",
+        ),
+        # tampering is never a pass and outranks every other mode
+        (
+            {"passed": True, "verifier_status": "tampered", "verifier_error": "reward file rewritten"},
+            "tampered",
+        ),
+        ({"termination": "max_steps", "verifier_status": "tampered"}, "tampered"),
         ({}, "tests_failed"),
     ],
 )
@@ -111,6 +132,7 @@ def test_classify_failure(fields, mode):
     t = ep("t", 0, passed, **fields)
     assert classify_failure(t) == mode
     assert mode is None or mode in FAILURE_MODES
+    assert episode_passed(t) == (mode is None)
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -176,6 +198,44 @@ def test_evaluate_k_options_and_uneven_attempts():
         evaluate(trajs, k=0)
 
 
+def test_tampered_episodes_are_failures_in_reports_and_leaderboard(tmp_path):
+    """A tampered record that still says reward 1 / passed counts as failure mode ``tampered``, not as a pass:
+    in the report, results.json, the markdown leaderboard and the HTML page."""
+    cheats = [
+        ep("a", 0, True),
+        ep("a", 1, True, verifier_status="tampered", verifier_error="reward.txt disagrees with the tests"),
+        ep("b", 0, False, verifier_error="the verifier wrote no /logs/verifier/reward.txt or reward.json"),
+        ep("b", 1, False),
+    ]
+    d = write_run(tmp_path, "cheats", cheats)
+    report = evaluate(d)
+    per_task = {r.task: r for r in report.tasks}
+    assert per_task["a"].c == 1 and per_task["a"].mean_reward == 0.5
+    assert per_task["a"].failures == {"tampered": 1}
+    assert per_task["b"].failures == {"verifier_error": 1, "tests_failed": 1}
+    assert report.pass_at_1 == pytest.approx((0.5 + 0.0) / 2) and report.overall.passed == 1
+    data = json.loads((d / "results.json").read_text())
+    assert data["failure_modes"]["tampered"] == 1 and data["failure_modes"]["verifier_error"] == 1
+    assert data["tasks"][0]["failures"] == {"tampered": 1}
+
+    honest = write_run(tmp_path, "honest", [ep("a", i, True) for i in range(2)] + [ep("b", 0, False)])
+    board = leaderboard([d, honest], out=tmp_path / "board")
+    lines = (tmp_path / "board" / "leaderboard.md").read_text().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[-3:] == ["verifier_error", "tampered", "domains"]
+    rows = {r[1]: r for r in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    assert (
+        rows["cheats"][header.index("tampered")] == "1" and rows["cheats"][header.index("pass@1")] == "25.0%"
+    )
+    assert rows["cheats"][header.index("verifier_error")] == "1"
+    assert rows["honest"][header.index("tampered")] == "0"
+    page = board.html()
+    failures = page.split("<table id='failures'>")[1].split("</table>")[0]
+    assert "<tr><td>tampered</td>\n<td class='num'>0</td>\n<td class='num'>1</td>" in failures
+    episode = page.split('data-run="cheats" data-task="a" data-attempt="1">')[1].split("</summary>")[0]
+    assert "FAIL" in episode and "PASS" not in episode and "tampered" in episode
+
+
 def test_report_tables_render():
     from rich.console import Console
 
@@ -221,16 +281,20 @@ def test_leaderboard_markdown(tmp_path):
     lines = md.strip().splitlines()
     assert board.k == 1  # evil<b>|task has a single attempt
     assert (
-        lines[0] == "| rank | run | policy | model | pass@1 | tasks | episodes | domains |"
+        lines[0]
+        == "| rank | run | policy | model | pass@1 | tasks | episodes | verifier_error | tampered | domains |"
     )  # no pass@1 twice
+    assert lines[1].count("|") == lines[0].count("|")
     assert lines[2].startswith("| 1 | strong | oracle |") and lines[3].startswith("| 2 | weak | nop |")
-    # strong: a 2/2, b 1/2, evil 0/1 -> (1 + 0.5 + 0) / 3
-    assert "| 50.0% |" in lines[2] and "| 3 | 5 |" in lines[2]
-    assert "| 25.0% |" in lines[3] and "| 2 | 4 |" in lines[3]
+    # strong: a 2/2, b 1/2, evil 0/1 -> (1 + 0.5 + 0) / 3; evil's verifier failed
+    assert "| 50.0% |" in lines[2] and "| 3 | 5 | 1 | 0 |" in lines[2]
+    assert "| 25.0% |" in lines[3] and "| 2 | 4 | 0 | 0 |" in lines[3]
     assert "coding, security" in lines[2]
     board2 = leaderboard([weak, strong], k=2)
     header, rule = board2.markdown().splitlines()[:2]
-    assert header == "| rank | run | policy | model | pass@1 | pass@2 | tasks | episodes | domains |"
+    assert header == (
+        "| rank | run | policy | model | pass@1 | pass@2 | tasks | episodes | verifier_error | tampered | domains |"
+    )
     assert rule.count("|") == header.count("|")
 
 

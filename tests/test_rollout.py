@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ltenv.errors import SandboxError
-from ltenv.rollouts import RolloutEvent, RunBusy, RunConfigMismatch, episode_seed, rollout
+from ltenv.rollouts import RolloutEvent, RunBusy, RunConfigMismatch, episode_line, episode_seed, rollout
 from ltenv.trajectory import Trajectory, TrajectoryStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
@@ -302,6 +302,32 @@ def test_one_writer_per_run_folder(tmp_path, tasks):
     finally:
         release.set()
         t.join()
+
+
+def test_tampered_episodes_are_recorded_but_never_passes(tmp_path, tasks):
+    """An episode whose verifier reported tampering keeps its status in the record and is no pass in the
+    rollout's counts or progress lines, even if its record says reward 1."""
+
+    def cheating(task, policy, **kw):
+        traj = fake_episode(task, policy, **kw)
+        if task.name == "write-greeting":
+            traj.verifier_status, traj.verifier_error = "tampered", "reward.txt disagrees with the tests"
+        return traj
+
+    lines: list[str] = []
+    res = rollout(
+        FakePolicy(),
+        tasks,
+        out=tmp_path,
+        episode_fn=cheating,
+        on_event=lambda e: e.kind == "episode_finished" and lines.append(episode_line(e.stats, e.trajectory)),
+    )
+    assert res.passed == 2 and res.pass_rate == pytest.approx(2 / 3)
+    recorded = {t.task: t.verifier_status for t in TrajectoryStore(res.trajectories_file).read(strict=True)}
+    assert recorded == {"write-greeting": "tampered", "nop-passes": "ok", "oracle-fails": "ok"}
+    cheat = next(line for line in lines if "write-greeting#0" in line)
+    assert " TAMPERED reward=1 " in cheat and " PASS " not in cheat
+    assert lines[-1].split("| pass ")[1].startswith("67%")
 
 
 def test_episode_seeds_depend_on_seed_task_attempt_only():

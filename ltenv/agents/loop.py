@@ -259,6 +259,9 @@ def run_episode(
         traj.passed = bool(final.get("passed", False))
         traj.tests = list(final.get("tests", []))
         traj.verifier_error = final.get("verifier_error")
+        traj.verifier_status = str(
+            final.get("verifier_status") or ("verifier_error" if traj.verifier_error else "ok")
+        )
     finally:
         if cast is not None:
             cast.close()
