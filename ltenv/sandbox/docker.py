@@ -254,6 +254,9 @@ class DockerSandbox(Sandbox):
             "network_mode": "bridge" if self.spec.allow_internet else "none",
             "init": True,
         }
+        ctl = _local_ctl_dir()
+        if ctl is not None:  # the verifier's private view mounts its root under it (see run_trusted)
+            host_config["binds"] = {str(ctl): {"bind": CTL_MOUNT, "mode": "ro"}}
         _live.add(self)
         try:
             self.container_id = self._create(env, labels, host_config, lifetime)
@@ -331,6 +334,54 @@ class DockerSandbox(Sandbox):
     def __del__(self):
         with contextlib.suppress(Exception):
             self.close()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The container's configured environment (defaults, the image's, the spec's), never the agent's."""
+        env = dict(DEFAULT_ENV)
+        env.update(self.image_config.env if self.image_config else {})
+        env.update(self.spec.env)
+        return env
+
+    def trusted_unavailable(self) -> str | None:
+        if _local_ctl_dir() is None:
+            return "the Docker engine is not on this machine, or this process is not root"
+        if self.container_id is None:
+            return "the container is not running"
+        pid = self._host_pid()
+        if not pid or not os.path.exists(f"/proc/{pid}/ns/mnt"):
+            return "the container's processes are not visible from here (another pid namespace or machine)"
+        return None
+
+    def _host_pid(self) -> int:
+        try:
+            return int(self.api.inspect_container(self.container_id)["State"].get("Pid") or 0)
+        except Exception:
+            return 0
+
+    def run_trusted(self, job):
+        from ltenv.sandbox.trusted_run import CAP_WAKE_ALARM, DOCKER_DEFAULT_CAPS, VIEW_MOUNT, launch
+
+        why = self.trusted_unavailable()
+        if why:
+            raise SandboxError(f"no private verifier view: {why}")
+        layers = _pristine_layers(self.image)
+        ctl = _local_ctl_dir()
+        assert ctl is not None and self.container_id is not None
+        pid = self._host_pid()
+        try:
+            return launch(
+                job,
+                pid=pid,
+                layers=[str(p) for p in reversed(layers)],
+                scratch=ctl.parent / f"docker-view-{self.container_id[:12]}-{os.getpid()}",
+                mount_point=f"{CTL_MOUNT}/{VIEW_MOUNT}",
+                caps=(*DOCKER_DEFAULT_CAPS, CAP_WAKE_ALARM),
+                cgroup_procs=_cgroup_procs(pid),
+            )
+        finally:
+            with contextlib.suppress(OSError):
+                os.rmdir(ctl.parent / f"docker-view-{self.container_id[:12]}-{os.getpid()}")
 
     # ------------------------------------------------------------------ running things inside
     def _dead(self, during: str, e: Exception | None = None) -> SandboxError:
@@ -581,6 +632,58 @@ class _Demux:
             data = bytes(self.buf[8 : 8 + size])
             del self.buf[: 8 + size]
             yield stream, data
+
+
+CTL_MOUNT = "/run/ltenv"
+_pristine: dict[str, tuple] = {}
+_pristine_lock = threading.Lock()
+
+
+def _local_ctl_dir():
+    """The host folder bound read-only at :data:`CTL_MOUNT` in every container, when the engine runs on this
+    machine and we are root (what a private verifier view needs); ``None`` otherwise."""
+    from pathlib import Path
+
+    from ltenv.sandbox.bwrap import runtime_dir
+
+    host = os.environ.get("DOCKER_HOST", "")
+    if os.geteuid() != 0 or (host and not host.startswith("unix://")):
+        return None
+    ctl = Path(runtime_dir()) / "docker-ctl"
+    with contextlib.suppress(FileExistsError):
+        (ctl / ".v").mkdir(parents=True, mode=0o755)
+    return ctl
+
+
+def _pristine_layers(image: str) -> tuple:
+    """The image's layer directories in the shared layer cache (exported once per image)."""
+    with _pristine_lock:
+        if image not in _pristine:
+            from ltenv.sandbox.images import ImageStore
+
+            _pristine[image] = tuple(ImageStore().export(image).layers)
+        return _pristine[image]
+
+
+def _cgroup_procs(pid: int) -> list[str]:
+    """``cgroup.procs`` files of the cgroups process ``pid`` is in (v1: one per hierarchy; v2: one)."""
+    out = []
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if not controllers:
+            base = "/sys/fs/cgroup"
+        else:
+            name = controllers.removeprefix("name=")
+            base = f"/sys/fs/cgroup/{name}"
+        procs = f"{base}{path}/cgroup.procs"
+        if os.path.exists(procs) and procs not in out:
+            out.append(procs)
+    return out
 
 
 def _describe_exit(state: dict) -> str:

@@ -506,7 +506,7 @@ def main():
             _set_caps(set(job["caps"]), last_cap)
             libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
             os.execve(argv[0], argv, env)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             os.write(2, f"ltenv-verifier: cannot start {argv[0]}: {e}\n".encode())
         os._exit(127)
     os.close(report_w)

@@ -119,9 +119,8 @@ def launch(
 
     reader = threading.Thread(target=_read_result, daemon=True)
     reader.start()
-    with os.fdopen(job_w, "wb") as f:
-        with contextlib.suppress(BrokenPipeError):
-            f.write(json.dumps(config).encode())
+    with os.fdopen(job_w, "wb") as f, contextlib.suppress(BrokenPipeError):
+        f.write(json.dumps(config).encode())
     res = run_bounded(popen, stdin=job.files, timeout=job.timeout + 30, max_output=job.max_output)
     reader.join(timeout=10)
     raw = b"".join(result_chunks)
@@ -131,7 +130,9 @@ def launch(
     except ValueError:
         data = {}
     if not data:
-        run.error = "the verifier's launcher ended without a result: " + res.stderr.decode(errors="replace")[-500:]
+        run.error = (
+            "the verifier's launcher ended without a result: " + res.stderr.decode(errors="replace")[-500:]
+        )
         return run
     if data.get("error"):
         run.error = data["error"]

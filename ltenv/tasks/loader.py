@@ -11,12 +11,12 @@ from pydantic import ValidationError
 
 from ltenv.errors import SuiteLoadError, TaskLoadError
 from ltenv.tasks.discovery import discover
-from ltenv.tasks.model import TASK_NAME_RE, Task, TaskConfig
+from ltenv.tasks.model import TASK_NAME_RE, OracleSpec, Task, TaskConfig, VerifierSpec
 
 
 def _format_loc(loc: tuple) -> str:
     parts = [str(p) for p in loc]
-    if len(parts) >= 2 and parts[0] in {"metadata", "agent", "verifier", "environment"}:
+    if len(parts) >= 2 and parts[0] in {"metadata", "agent", "verifier", "environment", "solution"}:
         return f"[{parts[0]}] " + ".".join(parts[1:])
     return ".".join(parts) or "(top level)"
 
@@ -187,3 +187,31 @@ def load_suite(root: Path | str, *, strict: bool = False) -> Suite:
     if strict:
         suite.raise_errors()
     return suite
+
+
+def verifier_spec(task: Task) -> VerifierSpec:
+    """Harbor / Terminal-Bench 2.0: ``tests/`` goes to ``/tests``; ``tests/test.sh`` writes the reward file."""
+    return VerifierSpec(
+        script=task.tests_dir / "test.sh",
+        script_dest="/tests/test.sh",
+        tests_dir=task.tests_dir,
+        env=dict(task.config.verifier.env),
+        workdir=None,
+        outcome="reward-file",
+        timeout_sec=task.config.verifier.timeout_sec,
+        timeout_label="[verifier] timeout_sec",
+        label="tests/test.sh",
+    )
+
+
+def oracle_spec(task: Task) -> OracleSpec:
+    """Harbor: ``solution/`` goes to ``/solution`` and ``solve.sh`` runs with ``[solution] env``."""
+    return OracleSpec(
+        kind="script",
+        label="solution/solve.sh",
+        timeout_sec=task.config.agent.timeout_sec,
+        env=dict(task.config.solution.env),
+        files=task.solution_dir,
+        dest="/solution",
+        entry="/solution/solve.sh",
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +57,12 @@ class VerifierConfig(_Section):
     """``[verifier]``: how long ``tests/test.sh`` may run and extra environment for it."""
 
     timeout_sec: float = Field(default=120.0, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class SolutionConfig(_Section):
+    """``[solution]``: extra environment for the reference solution (``solution/solve.sh``)."""
+
     env: dict[str, str] = Field(default_factory=dict)
 
 
@@ -120,6 +127,7 @@ class TaskConfig(_Section):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
     environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig)
+    solution: SolutionConfig = Field(default_factory=SolutionConfig)
 
 
 class TerminalCommand(_Section):
@@ -177,6 +185,54 @@ class TerminalBenchConfig(_Section):
     solution: Literal["solution.sh", "solution.yaml"] | None = None
     solution_commands: list[TerminalCommand] = Field(default_factory=list)
     """The parsed ``solution.yaml`` (empty for ``solution.sh``)."""
+
+
+@dataclass(frozen=True)
+class VerifierSpec:
+    """How to verify a task, in no format's terms: each loader describes its verifier with one, and
+    :func:`ltenv.verify.verify` runs every format through the same path."""
+
+    script: Path
+    """The entry script on the host (``tests/test.sh``, ``run-tests.sh``)."""
+    script_dest: str
+    """Where the entry script is placed for the verifier (under ``/tests``)."""
+    tests_dir: Path | None
+    """A host folder copied to ``/tests`` first (the task's ``tests/``), if any."""
+    env: dict[str, str]
+    """Environment for the script, over the sandbox's own."""
+    workdir: str | None
+    """Working directory; ``None``: the sandbox's."""
+    outcome: Literal["reward-file", "pytest-output"]
+    """``reward-file``: the script writes ``/logs/verifier/reward.txt`` or ``reward.json`` (Harbor);
+    ``pytest-output``: its output is parsed as Terminal-Bench's pytest parser does."""
+    timeout_sec: float
+    timeout_label: str
+    """Where the timeout comes from, for messages (``[verifier] timeout_sec``)."""
+    label: str
+    """How the entry script is named in messages and results (``tests/test.sh``)."""
+    workdir_from_agent_shell: bool = False
+    """Terminal-Bench ``run_tests_in_same_shell``: run in the agent shell's working directory."""
+    fresh_dirs: tuple[str, ...] = ()
+    """Directories that start empty for the verifier besides ``/tests`` and ``/logs/verifier``."""
+
+
+@dataclass(frozen=True)
+class OracleSpec:
+    """The reference solution, in no format's terms: a script to run, or keystrokes to type."""
+
+    kind: Literal["script", "keystrokes"]
+    label: str
+    """How the oracle file is named in messages (``solution/solve.sh``)."""
+    timeout_sec: float
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    files: Path | None = None
+    """Host folder or file copied to :attr:`dest` before the script runs (and removed after)."""
+    dest: str = ""
+    """Where :attr:`files` go in the sandbox."""
+    entry: str = ""
+    """The script to run with bash, in the sandbox."""
+    keystrokes: tuple[TerminalCommand, ...] = ()
 
 
 class Task(BaseModel):
@@ -294,6 +350,24 @@ class Task(BaseModel):
 
         data = json.loads(p.read_text(encoding="utf-8"))
         return [str(c) for c in data]
+
+    def verifier_spec(self) -> VerifierSpec:
+        """How this task is verified (see :class:`VerifierSpec`); format knowledge stays in its loader."""
+        if self.format == "terminal-bench":
+            from ltenv.tasks.terminal_bench import verifier_spec
+        else:
+            from ltenv.tasks.loader import verifier_spec
+        return verifier_spec(self)
+
+    def oracle_spec(self) -> OracleSpec | None:
+        """The reference solution (see :class:`OracleSpec`), or ``None`` if the task has none."""
+        if not self.has_solution:
+            return None
+        if self.format == "terminal-bench":
+            from ltenv.tasks.terminal_bench import oracle_spec
+        else:
+            from ltenv.tasks.loader import oracle_spec
+        return oracle_spec(self)
 
     def checksum(self) -> str:
         """sha256 over every file of the task (paths and contents), stable across machines."""

@@ -33,11 +33,13 @@ from ltenv.tasks.model import (
     ComposeService,
     EnvironmentConfig,
     Metadata,
+    OracleSpec,
     Task,
     TaskConfig,
     TerminalBenchConfig,
     TerminalCommand,
     VerifierConfig,
+    VerifierSpec,
 )
 
 TEST_DIR = "/tests"
@@ -454,4 +456,47 @@ def load_terminal_bench_task(folder: Path) -> Task:
         config=config,
         format="terminal-bench",
         terminal_bench=tb,
+    )
+
+
+def verifier_spec(task: Task) -> VerifierSpec:
+    """Terminal-Bench 1.x: ``tests/`` and ``run-tests.sh`` go to ``$TEST_DIR`` (``/tests``); the script runs in the
+    container's working directory (or the agent shell's, with ``run_tests_in_same_shell``) and its pytest output
+    is parsed. TB mounts ``/logs`` and ``/agent-logs`` into every container; tests may write there."""
+    tb = task.terminal_bench
+    assert tb is not None
+    return VerifierSpec(
+        script=task.path / "run-tests.sh",
+        script_dest=f"{TEST_DIR}/run-tests.sh",
+        tests_dir=task.tests_dir if task.tests_dir.is_dir() else None,
+        env={**task.container_env, "TEST_DIR": TEST_DIR},
+        workdir=task.container_workdir,
+        outcome="pytest-output",
+        timeout_sec=tb.max_test_timeout_sec,
+        timeout_label="task.yaml max_test_timeout_sec",
+        label="run-tests.sh",
+        workdir_from_agent_shell=tb.run_tests_in_same_shell,
+        fresh_dirs=("/agent-logs",),
+    )
+
+
+def oracle_spec(task: Task) -> OracleSpec:
+    """``solution.yaml``: keystrokes typed into an interactive bash; ``solution.sh``: copied to ``/oracle`` and run
+    with bash in the container's working directory and environment, as TB's oracle agent does."""
+    tb = task.terminal_bench
+    assert tb is not None
+    common = dict(
+        timeout_sec=tb.max_agent_timeout_sec, env=task.container_env, workdir=task.container_workdir
+    )
+    if tb.solution == "solution.yaml":
+        return OracleSpec(
+            kind="keystrokes", label="solution.yaml", keystrokes=tuple(tb.solution_commands), **common
+        )
+    return OracleSpec(
+        kind="script",
+        label="solution.sh",
+        files=task.path / "solution.sh",
+        dest="/oracle",
+        entry="/oracle/solution.sh",
+        **common,
     )

@@ -24,7 +24,7 @@ from ltenv.verify.offline import (
     script_needs_network,
     script_test_dependencies,
 )
-from ltenv.verify.oracle import OracleRun, run_keystrokes, run_oracle
+from ltenv.verify.oracle import ORACLE_DIR, SOLUTION_DIR, OracleRun, run_keystrokes, run_oracle
 from ltenv.verify.results import (
     PytestSummary,
     TestResult,
@@ -46,7 +46,9 @@ from ltenv.verify.runner import (
 __all__ = [
     "MAX_TEST_OUTPUT",
     "MAX_VERIFIER_OUTPUT",
+    "ORACLE_DIR",
     "REPORTING_PLUGINS",
+    "SOLUTION_DIR",
     "TESTS_DIR",
     "VERIFIER_LOGS",
     "OracleRun",

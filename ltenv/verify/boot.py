@@ -64,7 +64,19 @@ def _path_args(args: list[str]) -> list[str]:
         if skip:
             skip = False
             continue
-        if a in ("-k", "-m", "-p", "-o", "-W", "-c", "--junitxml", "--junit-xml", "--ctrf", "--basetemp", "-r"):
+        if a in (
+            "-k",
+            "-m",
+            "-p",
+            "-o",
+            "-W",
+            "-c",
+            "--junitxml",
+            "--junit-xml",
+            "--ctrf",
+            "--basetemp",
+            "-r",
+        ):
             skip = True
             continue
         if a.startswith("-"):
@@ -131,7 +143,12 @@ def run_pytest(args: list[str], report_fd: int) -> int:
         def pytest_sessionfinish(self, session, exitstatus) -> None:
             if report_fd < 0:
                 return
-            line = {**self.counts, "exitstatus": int(exitstatus), "failures": self.failures[:50], "args": args}
+            line = {
+                **self.counts,
+                "exitstatus": int(exitstatus),
+                "failures": self.failures[:50],
+                "args": args,
+            }
             try:
                 os.write(report_fd, (json.dumps(line) + "\n").encode())
             except OSError:

@@ -221,3 +221,56 @@ def script_needs_network(script: str) -> bool:
         ):
             return True
     return False
+
+
+def offline_plan(
+    sandbox: Sandbox, task: Task, *, env: dict[str, str], workdir: str | None, result: Any
+) -> list[str] | None:
+    """The test files to run with the image's ``python3 -m pytest -rA`` in place of a script that downloads its
+    tools, after checking that the script's test dependencies are in the image.
+
+    Fills ``result.error`` / ``result.notes`` (a :class:`~ltenv.verify.VerifierResult`); returns ``None`` when the
+    tests cannot run offline.
+    """
+    script_name = task.test_script.relative_to(task.path).as_posix()
+    script = task.test_script.read_text(encoding="utf-8", errors="replace")
+    files = offline_test_files(task)
+    result.runner = "offline pytest"
+    result.notes.append(
+        f"offline mode: {script_name} was not run; ran python3 -m pytest -rA {' '.join(files) or '(nothing)'} "
+        "with the image's own Python"
+    )
+    if not files:
+        result.error = (
+            f"offline verification: no test files found ({script_name} names none, tests/ has none)"
+        )
+        return None
+    deps = script_test_dependencies(script, task.tests_dir)
+    ignored = [d.name for d in deps if d.name.lower() in REPORTING_PLUGINS]
+    if ignored:
+        result.notes.append(f"offline mode: reporting plugins not needed: {', '.join(ignored)}")
+    pinned = [d.requirement for d in deps if d.requirement != d.name]
+    if pinned:
+        result.notes.append(
+            f"offline mode: versions are not enforced ({', '.join(pinned)}); the image's packages are used"
+        )
+    wanted = ["pytest"] + [d.name for d in deps if d.name.lower() not in REPORTING_PLUGINS | {"pytest"}]
+    missing, why = _missing_dependencies(sandbox, wanted, env=env, workdir=workdir)
+    if missing is None:
+        result.error = f"offline verification needs python3 in the image, and it failed: {why}"
+        return None
+    if missing:
+        by_name = {d.name: d for d in deps}
+        detail = "; ".join(
+            f"{n} (installed by {script_name}: `{by_name[n].command}`)"
+            if n in by_name
+            else f"{n} (to run the tests)"
+            for n in missing
+        )
+        result.error = (
+            f"offline verification: test dependenc{'y' if len(missing) == 1 else 'ies'} not installed in the "
+            f"image: {detail}. Bake {'it' if len(missing) == 1 else 'them'} into an image and map the task's "
+            "base image to it with --image-map (offline mode cannot download packages)"
+        )
+        return None
+    return files

@@ -13,9 +13,9 @@ from ltenv.output import HeadTailBuffer, strip_ansi
 from ltenv.sandbox.base import ExecResult, PtyProcess, Sandbox
 from ltenv.tasks.model import Task, TerminalCommand
 
+MAX_ORACLE_OUTPUT = 64 * 1024
 SOLUTION_DIR = "/solution"
 ORACLE_DIR = "/oracle"
-MAX_ORACLE_OUTPUT = 64 * 1024
 
 
 @dataclass
@@ -33,42 +33,35 @@ class OracleRun(ExecResult):
 
 
 def run_oracle(sandbox: Sandbox, task: Task, *, timeout: float | None = None) -> OracleRun:
-    """Run the reference solution in the sandbox.
+    """Run the task's reference solution (its :class:`~ltenv.tasks.OracleSpec`) in the sandbox, as an agent.
 
-    * Harbor ``solution/solve.sh``: copied to /solution, run with bash, removed again.
-    * Terminal-Bench ``solution.sh``: copied to /oracle/solution.sh and run with bash in the container's
-      working directory and environment, as TB's oracle agent does; removed again.
-    * Terminal-Bench ``solution.yaml``: its keystrokes are typed into an interactive bash on a terminal
-      (see :func:`run_keystrokes`).
+    A script oracle (Harbor ``solution/solve.sh``, Terminal-Bench ``solution.sh``) is copied in, run with bash
+    in its working directory and environment (Harbor's ``[solution] env``), and removed again. A keystroke
+    oracle (Terminal-Bench ``solution.yaml``) is typed into an interactive bash (see :func:`run_keystrokes`).
     """
     from ltenv.errors import TaskLoadError
 
-    if not task.has_solution:
+    spec = task.oracle_spec()
+    if spec is None:
         raise TaskLoadError(task.path, task.solution_label, None, "missing: the task has no oracle")
-    timeout = timeout or task.config.agent.timeout_sec
-    tb = task.terminal_bench
-    if tb is not None and tb.solution == "solution.yaml":
-        return run_keystrokes(
-            sandbox,
-            tb.solution_commands,
-            timeout=timeout,
-            env=task.container_env,
-            workdir=task.container_workdir,
-        )
-    if tb is not None:
-        sandbox.put(task.path / "solution.sh", f"{ORACLE_DIR}/solution.sh", mode=0o755)
-        argv, cleanup = ["bash", f"{ORACLE_DIR}/solution.sh"], ORACLE_DIR
-        env, workdir = task.container_env, task.container_workdir
+    timeout = timeout or spec.timeout_sec
+    if spec.kind == "keystrokes":
+        return run_keystrokes(sandbox, spec.keystrokes, timeout=timeout, env=spec.env, workdir=spec.workdir)
+    assert spec.files is not None
+    if spec.files.is_file():
+        sandbox.put(spec.files, f"{spec.dest}/{spec.files.name}", mode=0o755)
     else:
-        sandbox.put(task.solution_dir, SOLUTION_DIR)
-        argv, cleanup = ["bash", f"{SOLUTION_DIR}/solve.sh"], SOLUTION_DIR
-        env, workdir = {}, None
+        sandbox.put(spec.files, spec.dest)
     try:
         res = sandbox.exec(
-            argv, timeout=timeout, env=env or None, workdir=workdir, max_output=MAX_ORACLE_OUTPUT
+            ["bash", spec.entry],
+            timeout=timeout,
+            env=spec.env or None,
+            workdir=spec.workdir,
+            max_output=MAX_ORACLE_OUTPUT,
         )
     finally:
-        sandbox.exec(["rm", "-rf", cleanup], timeout=60, workdir="/")
+        sandbox.exec(["rm", "-rf", spec.dest], timeout=60, workdir="/")
     return OracleRun(**{f: getattr(res, f) for f in ExecResult.__dataclass_fields__})
 
 

@@ -1,19 +1,31 @@
-"""The verifier: run the task's tests in the episode's sandbox and turn their outcome into a reward."""
+"""The verifier: one path for every task format.
+
+A task's loader describes its verifier as a :class:`~ltenv.tasks.VerifierSpec` (entry script, test files,
+environment, working directory, how the outcome is read). :func:`verify` runs it in a private view of the
+episode's sandbox (:meth:`~ltenv.sandbox.base.Sandbox.run_trusted`): the agent's final filesystem, processes
+and loopback services, but fresh ``/tests`` and ``/logs/verifier`` and a shell, Python and pytest taken from the
+task image as built, so nothing the agent changed or planted decides the verdict. The outcome is a reward file
+(Harbor) or ``pytest -rA`` output parsed as Terminal-Bench does, cross-checked with the reports of every pytest
+session the pristine Python ran: zero tests collected, or a passing reward that a failed session contradicts,
+is never a pass.
+
+Where a backend cannot give a private view (a remote Docker engine), the tests run in the sandbox itself as
+before, with a note in :attr:`VerifierResult.notes` saying the toolchain was the agent's.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
+import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
-from ltenv.sandbox.base import ExecResult, Sandbox
-from ltenv.tasks.model import Task
-from ltenv.verify.offline import (
-    REPORTING_PLUGINS,
-    _missing_dependencies,
-    offline_test_files,
-    script_needs_network,
-    script_test_dependencies,
-)
+from ltenv.sandbox.base import Sandbox
+from ltenv.sandbox.trusted_run import TrustedJob, TrustedRun
+from ltenv.tasks.model import Task, VerifierSpec
+from ltenv.verify.offline import offline_plan, script_needs_network
 from ltenv.verify.results import (
     VerifierResult,
     parse_ctrf,
@@ -23,11 +35,13 @@ from ltenv.verify.results import (
 )
 
 TESTS_DIR = "/tests"
-SOLUTION_DIR = "/solution"
-ORACLE_DIR = "/oracle"
 VERIFIER_LOGS = "/logs/verifier"
 MAX_VERIFIER_OUTPUT = 64 * 1024
 MAX_TEST_OUTPUT = 4 << 20
+"""Test output kept for parsing (head and tail): the pytest summary comes last."""
+BOOT = Path(__file__).with_name("boot.py")
+OFFLINE_SCRIPT = "/.ltenv-verifier/offline.sh"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def verify(
@@ -38,65 +52,176 @@ def verify(
     offline: bool = False,
     shell_cwd: str | None = None,
 ) -> VerifierResult:
-    """Copy the tests in, run them and return the reward and per-test detail.
+    """Run the task's tests against the sandbox as the agent left it and return the reward and per-test detail.
 
     Args:
         timeout: overrides the task's verifier timeout (``[verifier] timeout_sec`` / ``max_test_timeout_sec``).
-        offline: where the test script (TB 1.x ``run-tests.sh``, Harbor ``tests/test.sh``) downloads its tools
-            (:func:`script_needs_network`), run the task's test files with the image's
-            ``python3 -m pytest -rA`` instead. Test dependencies the script installs must be in the image.
-            A script that needs nothing from the network still runs as is.
+        offline: where the test script downloads its tools (:func:`script_needs_network`), run the task's test
+            files with the image's own ``python3 -m pytest -rA`` instead. Test dependencies the script installs
+            must be in the image. A script that needs nothing from the network still runs as is.
         shell_cwd: the agent shell's working directory, for Terminal-Bench tasks with
             ``run_tests_in_same_shell`` (found in the sandbox when not given).
     """
-    if task.format == "terminal-bench":
-        return _verify_terminal_bench(sandbox, task, timeout=timeout, offline=offline, shell_cwd=shell_cwd)
-    if offline and script_needs_network(task.test_script.read_text(encoding="utf-8", errors="replace")):
-        return _verify_harbor_offline(sandbox, task, timeout=timeout)
-    return _verify_harbor(sandbox, task, timeout=timeout)
+    spec = task.verifier_spec()
+    timeout = timeout or spec.timeout_sec
+    result = VerifierResult(0.0, False, runner=spec.label)
+    workdir = spec.workdir or sandbox.spec.workdir
+    if spec.workdir_from_agent_shell:
+        cwd = shell_cwd or agent_shell_cwd(sandbox)
+        if cwd:
+            workdir = cwd
+            result.notes.append(
+                f"run_tests_in_same_shell: tests ran in the same sandbox, in the agent shell's working "
+                f"directory {cwd} (a separate process: the shell's variables and functions are "
+                "not visible to them)"
+            )
+        else:
+            result.notes.append(
+                f"run_tests_in_same_shell: no agent shell is running; tests ran in the container's working "
+                f"directory {workdir}"
+            )
+    env = _verifier_env(sandbox, spec)
+    script, offline_files = spec.script_dest, None
+    script_text = spec.script.read_text(encoding="utf-8", errors="replace")
+    if offline and script_needs_network(script_text):
+        offline_files = offline_plan(sandbox, task, env=env, workdir=workdir, result=result)
+        if offline_files is None:
+            return result
+        script = OFFLINE_SCRIPT
+    run = _run(sandbox, spec, script, offline_files, env, workdir, timeout, result)
+    if run is None:
+        return result
+    result.exit_code, result.timed_out, result.duration_s = run.exit_code, run.timed_out, run.duration_s
+    output = run.text
+    if run.timed_out:
+        result.error = f"the verifier timed out after {timeout:g}s ({spec.timeout_label})"
+    if spec.outcome == "pytest-output" or offline_files is not None:
+        _read_pytest_output(result, output, run, spec, offline_files is not None, script_text)
+    else:
+        result.output = output if len(output) <= MAX_VERIFIER_OUTPUT else _tail(output)
+        _read_reward_file(result, run)
+    _cross_check(result, run)
+    if result.error:  # no reward the verifier stands behind (a timeout, a missing or malformed outcome)
+        result.reward, result.passed = 0.0, False
+    return result
 
 
-def _prepare_tests(sandbox: Sandbox, task: Task, extra_dirs: str = "") -> str | None:
-    prep = sandbox.exec(
-        [
-            "/bin/sh",
-            "-c",
-            f"rm -rf {TESTS_DIR} {VERIFIER_LOGS} && mkdir -p {TESTS_DIR} {VERIFIER_LOGS} {extra_dirs}",
-        ],
-        timeout=60,
-        workdir="/",
+def _verifier_env(sandbox: Sandbox, spec: VerifierSpec) -> dict[str, str]:
+    """The sandbox's configured environment (never the agent shell's) with the verifier's over it."""
+    base = dict(getattr(sandbox, "env", None) or {})
+    base.setdefault("PATH", DEFAULT_PATH)
+    base.setdefault("HOME", "/root")
+    return {**base, **spec.env}
+
+
+def _files_tar(spec: VerifierSpec, script: str, offline_files: list[str] | None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        if spec.tests_dir is not None and spec.tests_dir.is_dir():
+            tar.add(spec.tests_dir, arcname=TESTS_DIR.lstrip("/"), filter=_root_owned)
+        if spec.script_dest.lstrip("/") not in tar.getnames():
+            info = tar.gettarinfo(spec.script, arcname=spec.script_dest.lstrip("/"))
+            with open(spec.script, "rb") as f:
+                tar.addfile(_root_owned(info), f)
+    return buf.getvalue()
+
+
+def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    if info.isfile() and info.name.endswith(".sh"):
+        info.mode |= 0o755
+    return info
+
+
+def _offline_script(offline_files: list[str], outcome: str) -> str:
+    files = " ".join(json.dumps(f) for f in offline_files)
+    lines = ["#!/bin/bash", f"python3 -m pytest -rA -p no:cacheprovider {files}", "code=$?"]
+    if outcome == "reward-file":
+        # What such a test.sh writes: 1 if pytest passed (with at least one test: cross-checked), else 0.
+        lines.append(
+            f'mkdir -p {VERIFIER_LOGS}; [ "$code" -eq 0 ] && echo 1 > {VERIFIER_LOGS}/reward.txt || '
+            f"echo 0 > {VERIFIER_LOGS}/reward.txt"
+        )
+    lines.append('exit "$code"')
+    return "\n".join(lines) + "\n"
+
+
+def _run(
+    sandbox: Sandbox,
+    spec: VerifierSpec,
+    script: str,
+    offline_files: list[str] | None,
+    env: dict[str, str],
+    workdir: str,
+    timeout: float,
+    result: VerifierResult,
+) -> TrustedRun | None:
+    view_files = {"boot.py": BOOT.read_text(encoding="utf-8")}
+    if offline_files is not None:
+        view_files["offline.sh"] = _offline_script(offline_files, spec.outcome)
+    why = sandbox.trusted_unavailable()
+    if why is None:
+        job = TrustedJob(
+            script=script,
+            files=_files_tar(spec, script, offline_files),
+            env=env,
+            workdir=workdir,
+            timeout=timeout,
+            view_files=view_files,
+            fresh_dirs=spec.fresh_dirs,
+            max_output=MAX_TEST_OUTPUT,
+        )
+        run = sandbox.run_trusted(job)
+        if run.error:
+            result.error = f"the verifier could not run: {run.error}"
+            result.output = _tail(run.text)
+            return None
+        return run
+    result.notes.append(
+        f"the tests ran on the agent's own toolchain, not the image as built ({why}): an agent that "
+        "changed it could change the verdict"
     )
+    return _run_in_sandbox(sandbox, spec, script, view_files, env, workdir, timeout, result)
+
+
+def _run_in_sandbox(
+    sandbox: Sandbox,
+    spec: VerifierSpec,
+    script: str,
+    view_files: dict[str, str],
+    env: dict[str, str],
+    workdir: str,
+    timeout: float,
+    result: VerifierResult,
+) -> TrustedRun | None:
+    """The fallback: tests copied into the sandbox and run there (what every harness does)."""
+    dirs = " ".join([TESTS_DIR, VERIFIER_LOGS, "/.ltenv-verifier", *spec.fresh_dirs])
+    prep = sandbox.exec(["/bin/sh", "-c", f"rm -rf {dirs} && mkdir -p {dirs}"], timeout=60, workdir="/")
     if not prep.ok:
-        return f"preparing the verifier failed: {prep.text.strip()[-300:]}"
-    if task.tests_dir.is_dir():
-        sandbox.put(task.tests_dir, TESTS_DIR)
-    return None
-
-
-def _verify_harbor(sandbox: Sandbox, task: Task, *, timeout: float | None) -> VerifierResult:
-    timeout = timeout or task.config.verifier.timeout_sec
-    err = _prepare_tests(sandbox, task)
-    if err:
-        return VerifierResult(0.0, False, error=err, runner="tests/test.sh")
+        result.error = f"preparing the verifier failed: {prep.text.strip()[-300:]}"
+        return None
+    if spec.tests_dir is not None and spec.tests_dir.is_dir():
+        sandbox.put(spec.tests_dir, TESTS_DIR)
+    sandbox.put(spec.script, spec.script_dest, mode=0o755)
+    for name, text in view_files.items():
+        sandbox.put_bytes(text.encode(), f"/.ltenv-verifier/{name}", mode=0o755)
+    t0 = time.monotonic()
     res = sandbox.exec(
-        ["bash", f"{TESTS_DIR}/test.sh"],
-        timeout=timeout,
-        env=dict(task.config.verifier.env),
-        max_output=MAX_VERIFIER_OUTPUT,
+        ["bash", script], timeout=timeout, env=env, workdir=workdir, max_output=MAX_TEST_OUTPUT
     )
-    result = VerifierResult(
-        reward=0.0,
-        passed=False,
-        exit_code=res.exit_code,
-        timed_out=res.timed_out,
-        duration_s=res.duration_s,
-        output=res.text,
-        runner="tests/test.sh",
-    )
-    if res.timed_out:
-        result.error = f"verifier timed out after {timeout:g}s ([verifier] timeout_sec)"
-    for name, parser in (("junit.xml", parse_junit), ("ctrf.json", parse_ctrf)):
+    run = TrustedRun(**{f: getattr(res, f) for f in res.__dataclass_fields__})
+    run.duration_s = time.monotonic() - t0
+    for name in ("reward.txt", "reward.json", "junit.xml", "ctrf.json"):
         raw = sandbox.get(f"{VERIFIER_LOGS}/{name}")
+        if raw is not None:
+            run.files[f"{VERIFIER_LOGS}/{name}"] = raw
+    return run
+
+
+def _read_reward_file(result: VerifierResult, run: TrustedRun) -> None:
+    for name, parser in (("junit.xml", parse_junit), ("ctrf.json", parse_ctrf)):
+        raw = run.files.get(f"{VERIFIER_LOGS}/{name}")
         if raw:
             try:
                 result.tests = parser(raw.decode("utf-8", errors="replace"))
@@ -105,7 +230,7 @@ def _verify_harbor(sandbox: Sandbox, task: Task, *, timeout: float | None) -> Ve
                 pass
     reward_error = None
     for name in ("reward.txt", "reward.json"):
-        raw = sandbox.get(f"{VERIFIER_LOGS}/{name}")
+        raw = run.files.get(f"{VERIFIER_LOGS}/{name}")
         if raw is None:
             continue
         try:
@@ -120,161 +245,58 @@ def _verify_harbor(sandbox: Sandbox, task: Task, *, timeout: float | None) -> Ve
             reward_error = f"the verifier wrote no {VERIFIER_LOGS}/reward.txt or reward.json"
     if reward_error and not result.error:
         result.error = reward_error
-    return result
 
 
-def _run_offline_pytest(
-    sandbox: Sandbox,
-    task: Task,
-    *,
-    env: dict[str, str],
-    workdir: str | None,
-    timeout: float,
-    result: VerifierResult,
-) -> ExecResult | None:
-    """Check the script's test dependencies, then run ``python3 -m pytest -rA`` on the task's test files.
-
-    Fills ``result.error`` / ``result.notes``; returns ``None`` when the tests could not be run.
-    """
-    script_name = task.test_script.relative_to(task.path).as_posix()
-    script = task.test_script.read_text(encoding="utf-8", errors="replace")
-    files = offline_test_files(task)
-    result.runner = "offline pytest"
-    result.notes.append(
-        f"offline mode: {script_name} was not run; ran python3 -m pytest -rA {' '.join(files) or '(nothing)'} "
-        "with the image's own Python"
-    )
-    if not files:
-        result.error = (
-            f"offline verification: no test files found ({script_name} names none, tests/ has none)"
-        )
-        return None
-    deps = script_test_dependencies(script, task.tests_dir)
-    ignored = [d.name for d in deps if d.name.lower() in REPORTING_PLUGINS]
-    if ignored:
-        result.notes.append(f"offline mode: reporting plugins not needed: {', '.join(ignored)}")
-    pinned = [d.requirement for d in deps if d.requirement != d.name]
-    if pinned:
-        result.notes.append(
-            f"offline mode: versions are not enforced ({', '.join(pinned)}); the image's packages are used"
-        )
-    wanted = ["pytest"] + [d.name for d in deps if d.name.lower() not in REPORTING_PLUGINS | {"pytest"}]
-    missing, why = _missing_dependencies(sandbox, wanted, env=env, workdir=workdir)
-    if missing is None:
-        result.error = f"offline verification needs python3 in the image, and it failed: {why}"
-        return None
-    if missing:
-        by_name = {d.name: d for d in deps}
-        detail = "; ".join(
-            f"{n} (installed by {script_name}: `{by_name[n].command}`)"
-            if n in by_name
-            else f"{n} (to run the tests)"
-            for n in missing
-        )
-        result.error = (
-            f"offline verification: test dependenc{'y' if len(missing) == 1 else 'ies'} not installed in the "
-            f"image: {detail}. Bake {'it' if len(missing) == 1 else 'them'} into an image and map the task's "
-            "base image to it with --image-map (offline mode cannot download packages)"
-        )
-        return None
-    return sandbox.exec(
-        ["python3", "-m", "pytest", "-rA", "-p", "no:cacheprovider", *files],
-        timeout=timeout,
-        env=env,
-        workdir=workdir,
-        max_output=MAX_TEST_OUTPUT,
-    )
-
-
-def _verify_harbor_offline(sandbox: Sandbox, task: Task, *, timeout: float | None) -> VerifierResult:
-    """Harbor task whose tests/test.sh downloads its tools: run pytest directly, write the reward from it.
-
-    The reward follows what such a test.sh writes: 1 if pytest exits 0 (with at least one test), else 0.
-    """
-    timeout = timeout or task.config.verifier.timeout_sec
-    result = VerifierResult(0.0, False, runner="offline pytest")
-    err = _prepare_tests(sandbox, task)
-    if err:
-        result.error = err
-        return result
-    res = _run_offline_pytest(
-        sandbox, task, env=dict(task.config.verifier.env), workdir=None, timeout=timeout, result=result
-    )
-    if res is None:
-        return result
-    summary = parse_pytest_summary(res.text)
+def _read_pytest_output(
+    result: VerifierResult, output: str, run: TrustedRun, spec: VerifierSpec, offline: bool, script_text: str
+) -> None:
+    summary = parse_pytest_summary(output)
     result.tests = summary.tests
-    result.exit_code, result.timed_out, result.duration_s = res.exit_code, res.timed_out, res.duration_s
-    result.output = _tail(res.text)
-    result.reward = 1.0 if res.ok and summary.tests else 0.0
-    result.passed = result.reward == 1.0
-    sandbox.put_bytes(f"{result.reward:g}\n".encode(), f"{VERIFIER_LOGS}/reward.txt")
-    if res.timed_out:
-        result.error = f"verifier timed out after {timeout:g}s ([verifier] timeout_sec)"
-    elif not summary.found:
-        result.error = "offline pytest printed no 'short test summary info' section (the tests did not run)"
-    return result
-
-
-def _verify_terminal_bench(
-    sandbox: Sandbox, task: Task, *, timeout: float | None, offline: bool, shell_cwd: str | None
-) -> VerifierResult:
-    tb = task.terminal_bench
-    assert tb is not None
-    timeout = timeout or tb.max_test_timeout_sec
-    env = {**task.container_env, "TEST_DIR": TESTS_DIR}
-    result = VerifierResult(0.0, False, runner="run-tests.sh")
-    workdir = task.container_workdir or sandbox.spec.workdir
-    if tb.run_tests_in_same_shell:
-        cwd = shell_cwd or agent_shell_cwd(sandbox)
-        if cwd:
-            workdir = cwd
-            result.notes.append(
-                f"run_tests_in_same_shell: tests ran in the same sandbox, in the agent shell's working "
-                f"directory {cwd} (a separate process: the shell's variables and functions are "
-                "not visible to them)"
+    result.output = _tail(output)
+    if spec.outcome == "reward-file":  # offline run of a Harbor task: the generated script wrote the reward
+        _read_reward_file(result, run)
+        if not summary.found and not result.error:
+            result.error = (
+                "offline pytest printed no 'short test summary info' section (the tests did not run)"
             )
-        else:
-            result.notes.append(
-                f"run_tests_in_same_shell: no agent shell is running; tests ran in the container's working "
-                f"directory {workdir}"
-            )
-    # TB mounts /logs and /agent-logs into every container; tests may write there.
-    err = _prepare_tests(sandbox, task, extra_dirs="/logs /agent-logs")
-    if err:
-        result.error = err
-        return result
-    if offline and script_needs_network(task.test_script.read_text(encoding="utf-8", errors="replace")):
-        res = _run_offline_pytest(sandbox, task, env=env, workdir=workdir, timeout=timeout, result=result)
-        if res is None:
-            return result
-    else:
-        sandbox.put(task.test_script, f"{TESTS_DIR}/run-tests.sh", mode=0o755)
-        res = sandbox.exec(
-            ["bash", f"{TESTS_DIR}/run-tests.sh"],
-            timeout=timeout,
-            env=env,
-            workdir=workdir,
-            max_output=MAX_TEST_OUTPUT,
-        )
-    summary = parse_pytest_summary(res.text)
-    result.tests = summary.tests
-    result.exit_code, result.timed_out, result.duration_s = res.exit_code, res.timed_out, res.duration_s
-    result.output = _tail(res.text)
-    result.passed = summary.resolved and not res.timed_out
+        if offline and not summary.tests:
+            result.reward, result.passed = 0.0, False
+        return
+    result.passed = summary.resolved and not run.timed_out
     result.reward = 1.0 if result.passed else 0.0
-    if res.timed_out:
-        result.error = f"tests timed out after {timeout:g}s (task.yaml max_test_timeout_sec)"
-    elif not summary.found:
+    if run.timed_out:
+        return
+    if not summary.found:
         hint = ""
-        if result.runner == "run-tests.sh" and script_needs_network(
-            task.test_script.read_text(encoding="utf-8", errors="replace")
-        ):
-            hint = " (run-tests.sh downloads its tools: without a network, use offline mode, --offline-tests)"
+        if not offline and script_needs_network(script_text):
+            hint = (
+                f" ({spec.label} downloads its tools: without a network, use offline mode, --offline-tests)"
+            )
         result.error = f"no 'short test summary info' section in the test output: the tests did not run{hint}"
     elif not summary.tests:
         result.error = "the pytest summary reports no tests"
-    return result
+
+
+def _cross_check(result: VerifierResult, run: TrustedRun) -> None:
+    """Hold the verdict against what the pristine pytest itself reported (one report per session)."""
+    sessions = run.reports
+    if not sessions:
+        return
+    collected = sum(int(s.get("collected", 0)) for s in sessions)
+    bad = [s for s in sessions if int(s.get("exitstatus", 1)) != 0]
+    if collected == 0 and result.reward > 0:
+        result.reward, result.passed = 0.0, False
+        result.error = "pytest collected no tests: zero tests run is never a pass"
+        return
+    if result.reward > 0 and bad:
+        worst = bad[0]
+        failures = ", ".join(worst.get("failures", [])[:5]) or f"exit status {worst.get('exitstatus')}"
+        result.reward, result.passed, result.tampered = 0.0, False, True
+        result.error = (
+            f"the outcome ({result.runner}) says pass, but pytest itself reported {worst.get('failed', 0)} failed, "
+            f"{worst.get('errors', 0)} errors of {worst.get('collected', 0)} tests ({failures}): something "
+            "other than the tests decided the verdict"
+        )
 
 
 def _tail(text: str) -> str:

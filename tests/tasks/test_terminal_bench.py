@@ -353,7 +353,7 @@ def test_harbor_tb2_task_toml_loads_with_every_key_kept():
     assert extra["task"]["authors"] == [
         {"name": "LiteCoder-Terminal fixtures", "email": "fixtures@example.org"}
     ]
-    assert extra["solution"] == {"env": {}}
+    assert cfg.solution.env == {} and "solution" not in extra
     assert (cfg.metadata.model_extra or {}) == {
         "expert_time_estimate_min": 1.0,
         "junior_time_estimate_min": 5.0,
