@@ -17,6 +17,7 @@ The verifier sees the agent's final filesystem, processes and loopback services,
 agent could not change: see the README's "Reward integrity" section for the threat model.
 """
 
+from ltenv.verify.attacks import ATTACKS, Attack, apply_attack, attack_skipped, get_attack, run_attack
 from ltenv.verify.offline import (
     REPORTING_PLUGINS,
     TestDependency,
@@ -44,6 +45,7 @@ from ltenv.verify.runner import (
 )
 
 __all__ = [
+    "ATTACKS",
     "MAX_TEST_OUTPUT",
     "MAX_VERIFIER_OUTPUT",
     "ORACLE_DIR",
@@ -51,17 +53,22 @@ __all__ = [
     "SOLUTION_DIR",
     "TESTS_DIR",
     "VERIFIER_LOGS",
+    "Attack",
     "OracleRun",
     "PytestSummary",
     "TestDependency",
     "TestResult",
     "VerifierResult",
     "agent_shell_cwd",
+    "apply_attack",
+    "attack_skipped",
+    "get_attack",
     "offline_test_files",
     "parse_ctrf",
     "parse_junit",
     "parse_pytest_summary",
     "parse_reward",
+    "run_attack",
     "run_keystrokes",
     "run_oracle",
     "script_needs_network",
