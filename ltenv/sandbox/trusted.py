@@ -319,6 +319,80 @@ def write_prelude(path_env, loader, libs):
     return bash, [n for n in defined if n not in ("__ltenv_py", "bash", "sh")]
 
 
+def _shim_command(name, shown, target, path_env, loader, libs, argv0):
+    """The busybox-sh line that runs pristine ``target`` for command ``name``; ``None`` to leave it out."""
+    q = lambda s: "'" + s.replace("'", "'\\''") + "'"  # noqa: E731
+    run = f"{q(loader)} --library-path {q(':'.join(libs))}"
+    if name.startswith("python") or name in ("pytest", "py.test"):
+        found = python_for(name, path_env)
+        if found is None:
+            return None
+        exe, prefix, venv, venv_system, module = found
+        mod = f"-m {module} " if module else ""
+        return (
+            f"export PYTHONHOME={q(prefix)} LTENV_VENV={q(venv)} LTENV_VENV_SYSTEM={venv_system}\n"
+            f'exec {run} {q(exe)} -s -S -B {VIEW}/boot.py {mod}"$@"'
+        )
+    interp = elf_interpreter(target)
+    as_name = f"--argv0 {q(name)} " if argv0 else ""
+    if interp == "":
+        return f'exec {q(target)} "$@"'
+    if interp is not None:
+        return f'exec {run} {as_name}{q(target)} "$@"' if resolve(interp) == loader else None
+    with open(target, "rb") as f:
+        first = f.readline(512).decode(errors="replace")
+    words = first[2:].split() if first.startswith("#!") else []
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env":
+        words = [w for w in words[1:] if not w.startswith("-")]
+        if not words:
+            return None
+        real = find_on_path(words[0], path_env)[1]
+        words = [real or "", *words[1:]]
+    else:
+        words = [resolve(words[0]) or "", *words[1:]]
+    if not words[0] or elf_interpreter(words[0]) is None:
+        return None
+    base = os.path.basename(words[0])
+    if base.startswith("python"):
+        py = _shim_command(base, None, words[0], path_env, loader, libs, argv0)
+        return py.replace('"$@"', f'{q(shown)} "$@"') if py else None
+    extra = " ".join(q(w) for w in words[1:2])
+    return f'exec {run} {q(words[0])} {extra} {q(shown)} "$@"'.replace("  ", " ")
+
+
+def write_shims(path_env, loader, libs):
+    """``/.ltenv-verifier/bin``: one busybox-sh script per command on the image's PATH, running the pristine
+    program (first on PATH wins). Returns how many were written."""
+    with open(loader, "rb") as f:
+        argv0 = b"--argv0" in f.read()
+    os.mkdir(VIEW + "/bin")
+    seen = set()
+    for d in path_env.split(":"):
+        real_dir = resolve(d) if d.startswith("/") else None
+        if not real_dir or not os.path.isdir(real_dir):
+            continue
+        for name in sorted(os.listdir(real_dir)):
+            if name in seen or "'" in name or "/" in name:
+                continue
+            shown = d.rstrip("/") + "/" + name
+            target = resolve(shown)
+            if not target or not os.path.isfile(target) or not os.access(target, os.X_OK):
+                continue
+            seen.add(name)
+            try:
+                cmd = _shim_command(name, shown, target, path_env, loader, libs, argv0)
+            except OSError:
+                cmd = None
+            if cmd is None:
+                continue
+            fd = os.open(f"{VIEW}/bin/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+            os.write(fd, f"#!{VIEW}/busybox sh\n{cmd}\n".encode())
+            os.close(fd)
+    return len(seen)
+
+
 # ---------------------------------------------------------------------------------------------- process control
 
 
@@ -402,6 +476,12 @@ def main():
     except OSError as e:
         return _fail(result_fd, f"the sandbox is gone ({e})", 125)
     try:
+        busybox_tree = -1
+        if job.get("busybox"):
+            busybox_tree = _check(
+                libc.syscall(SYS_OPEN_TREE, -100, job["busybox"].encode(), OPEN_TREE_CLONE | os.O_CLOEXEC),
+                "open_tree(busybox)",
+            )
         for procs in job.get("cgroup_procs", []):
             with open(procs, "w") as f:
                 f.write(str(os.getpid()))
@@ -456,6 +536,12 @@ def main():
         for name, text in job.get("view_files", {}).items():
             with open(f"{top}{VIEW}/{name}", "w") as f:
                 f.write(text)
+        if busybox_tree >= 0:
+            os.close(os.open(f"{top}{VIEW}/busybox", os.O_CREAT | os.O_WRONLY, 0o755))
+            _check(
+                libc.syscall(SYS_MOVE_MOUNT, busybox_tree, b"", -100, f"{top}{VIEW}/busybox".encode(), 4),
+                "move_mount(busybox)",
+            )
         os.fchdir(top_fd)
         os.chroot(".")
         os.chdir("/")
@@ -468,7 +554,9 @@ def main():
         if interp and not loader:
             raise SetupError(f"the task image as built has no dynamic loader {interp}")
         libs = library_dirs()
-        bash, shims = write_prelude(job["env"].get("PATH", "/usr/local/bin:/usr/bin:/bin"), loader, libs)
+        image_path = job["env"].get("PATH", "/usr/local/bin:/usr/bin:/bin")
+        bash, shims = write_prelude(image_path, loader, libs)
+        commands = write_shims(image_path, loader, libs) if busybox_tree >= 0 and loader else 0
         with open(VIEW + "/pytest.ini", "w") as f:
             f.write("[pytest]\n")
         _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
@@ -482,6 +570,8 @@ def main():
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     env = dict(job["env"])
     env["LTENV_REPORT_FD"] = str(report_w)
+    if commands:
+        env["PATH"] = f"{VIEW}/bin:" + env.get("PATH", "")
     argv = [
         bash,
         "--noprofile",
@@ -556,7 +646,7 @@ def main():
         "timed_out": timed_out,
         "files": _collect(job.get("collect", [])),
         "reports": _parse_reports(reports),
-        "runtime": {"bash": bash, "loader": loader, "python_shims": shims},
+        "runtime": {"bash": bash, "loader": loader, "python_shims": shims, "pristine_commands": commands},
     }
     os.write(result_fd, json.dumps(result).encode())
     os._exit(0)

@@ -8,8 +8,10 @@ control mount. Both backends use it; they differ only in where those come from.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -64,6 +66,27 @@ class TrustedRun(ExecResult):
     """Why the view could not be set up (the program did not run)."""
 
 
+@functools.cache
+def static_busybox() -> str | None:
+    """A statically linked busybox on this machine (Debian: ``busybox-static``), or ``None``.
+
+    It runs the verifier's command shims without any program of the agent's (every dynamically linked program
+    would load the sandbox's dynamic loader). Without it only the shell and Python are pristine."""
+    for path in (
+        os.environ.get("LTENV_BUSYBOX"),
+        shutil.which("busybox"),
+        "/bin/busybox",
+        "/usr/bin/busybox",
+    ):
+        if not path or not os.path.isfile(path):
+            continue
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+        if head[:4] == b"\x7fELF" and b"ld-linux" not in head and b"ld-musl" not in head:
+            return os.path.realpath(path)
+    return None
+
+
 def launch(
     job: TrustedJob,
     *,
@@ -96,6 +119,7 @@ def launch(
         "view_files": job.view_files,
         "fresh_dirs": list(job.fresh_dirs),
         "collect": list(job.collect),
+        "busybox": static_busybox() or "",
     }
     job_r, job_w = os.pipe()
     res_r, res_w = os.pipe()

@@ -17,6 +17,7 @@ import sys
 
 IMAGE = "/.ltenv-verifier/image"
 VIEW_INI = "/.ltenv-verifier/pytest.ini"
+SHIMS = "/.ltenv-verifier/bin"
 TRUSTED_INI_ROOT = "/tests"
 INI_NAMES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 
@@ -27,6 +28,8 @@ def _setup() -> int:
     os.environ.pop("PYTHONHOME", None)
     for key in [k for k in os.environ if k.startswith("BASH_FUNC_")]:
         del os.environ[key]
+    path = os.environ.get("PATH", "").split(":")
+    os.environ["PATH"] = ":".join(d for d in path if d != SHIMS)  # programs the tests start: the agent's
     fd = int(os.environ.pop("LTENV_REPORT_FD", "-1") or -1)
     if fd >= 0:
         try:
