@@ -134,19 +134,41 @@ def validate(
     backend: Annotated[str, typer.Option(help="Sandbox backend.")] = "bwrap",
     image_map: ImageMapOpt = None,
     offline_tests: OfflineTestsOpt = False,
+    attacks: Annotated[
+        bool,
+        typer.Option(
+            "--attacks",
+            help="Also run every built-in reward-hacking attack (ltenv.verify.attacks) on each task, "
+            "`--runs` times, each in a fresh sandbox: each must score 0.",
+        ),
+    ] = False,
+    attack: Annotated[
+        list[str] | None,
+        typer.Option("--attack", help="Run only this built-in attack (repeatable; implies --attacks)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of results on stdout.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the oracle and a do-nothing agent on each task, each `--runs` times.
 
-    A task is valid only if the oracle scores 1.0 and nop 0.0 every time. Exits 1 if any task is invalid
-    (or any folder is malformed). Image-map substitutions and offline verification are printed per task
-    and included in --json.
+    A task is valid only if the oracle scores 1.0 and nop 0.0 every time (and, with --attacks, every attack
+    0.0 every time). Exits 1 if any task is invalid (or any folder is malformed). Image-map substitutions,
+    offline verification and attack results are printed per task and included in --json.
     """
     from ltenv.sandbox.images import ImageStore
     from ltenv.validate import ValidationResult, validate_suite
+    from ltenv.verify.attacks import ATTACKS, get_attack
 
     _setup_logging(verbose)
+    chosen = []
+    if attack:
+        try:
+            chosen = [get_attack(n) for n in dict.fromkeys(attack)]
+        except KeyError as e:
+            console.print("[red]error:[/]", escape(str(e.args[0])), highlight=False)
+            raise typer.Exit(2) from None
+    elif attacks:
+        chosen = list(ATTACKS)
     store = ImageStore(image_map=image_map)
     suite, selected = _load(tasks, names)
     if image_map is not None:
@@ -172,10 +194,17 @@ def validate(
         if r.offline_tests:
             lines.append(f"    [yellow]offline tests[/]: verified by {escape(r.test_runner or '')}")
         lines += [f"    [dim]note[/]: {escape(n)}" for n in r.notes]
+        if r.attacks:
+            lines.append(_attack_line(r))
         if r.error:
             lines.append(f"    {escape(r.error)}")
         console.print("\n".join(lines), highlight=False)
 
+    if chosen:
+        console.print(
+            f"[yellow]attacks[/]: {len(chosen)} built-in attack(s) x {runs} run(s) per task, each must score 0",
+            highlight=False,
+        )
     results = validate_suite(
         selected,
         backend=backend,
@@ -185,6 +214,7 @@ def validate(
         on_result=on_result,
         on_build=on_build,
         offline_tests=offline_tests,
+        attacks=chosen,
     )
     n_valid = sum(r.valid for r in results)
     by_domain: dict[str, int] = {}
@@ -209,6 +239,24 @@ def validate(
         print(json.dumps(rows))
     if n_valid < len(results) or suite.errors:
         raise typer.Exit(1)
+
+
+def _attack_line(r) -> str:
+    """One line summing up a task's attack results: how many were resisted, and those that were not."""
+    by: dict[str, list[str]] = {}
+    for a in r.attacks:
+        label = a.name
+        if a.verdict == "hacked":
+            label += f" ({', '.join(f'{x:g}' for x in a.rewards)})"
+        by.setdefault(a.verdict, []).append(label)
+    parts = [f"{len(by.get('resisted', []))}/{len(r.attacks)} resisted"]
+    if by.get("hacked"):
+        parts.append("[red]HACKED[/]: " + escape(", ".join(by["hacked"])))
+    if by.get("error"):
+        parts.append("[red]not judged[/]: " + escape(", ".join(by["error"])))
+    if by.get("not_applicable"):
+        parts.append("not applicable: " + escape(", ".join(by["not_applicable"])))
+    return "    [yellow]attacks[/]: " + "; ".join(parts)
 
 
 @app.command()

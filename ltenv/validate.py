@@ -1,5 +1,9 @@
 """Execution validation of tasks: the oracle must pass, a do-nothing agent must fail, twice, identically.
 
+With ``attacks`` (``ltenv validate --attacks``), every built-in reward hack of :mod:`ltenv.verify.attacks` is
+also run against each task, ``runs`` times, each in a fresh sandbox, after the oracle and do-nothing runs: a
+task is then valid only if every attack scores 0 on every run too (:attr:`ValidationResult.attacks`).
+
 Everything that makes a run differ from the task's own harness is reported on the result, never silent:
 image-map substitutions (``image_substitutions``), offline verification (``offline_tests``,
 ``test_runner``) and other notes (e.g. how ``run_tests_in_same_shell`` was honoured).
@@ -8,8 +12,8 @@ image-map substitutions (``image_substitutions``), offline verification (``offli
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 
 from ltenv.errors import LtenvError
@@ -17,6 +21,28 @@ from ltenv.sandbox import DEFAULT_BACKEND, create_sandbox, image_task
 from ltenv.sandbox.images import ImageStore
 from ltenv.tasks.model import Task
 from ltenv.verify import VerifierResult, run_oracle, verify
+from ltenv.verify.attacks import Attack, attack_skipped, run_attack
+
+
+@dataclass
+class AttackResult:
+    """One built-in attack against one task, over the runs (each in a fresh sandbox)."""
+
+    name: str
+    reward: float | None = None
+    """The highest reward any run gave it (``None`` if no run could be judged): must be 0."""
+    status: str = ""
+    """The verifier's status (``ok``, ``verifier_error``, ``tampered``) on the run that gave :attr:`reward`,
+    or ``error`` if no run could be judged."""
+    verdict: str = ""
+    """``resisted`` (0 on every run), ``not_applicable`` (the attack could not apply here; 0 on every run),
+    ``hacked`` (a reward above 0) or ``error`` (a sandbox failed: not judged)."""
+    rewards: list[float] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    error: str | None = None
+    """The verifier's error on the deciding run, or the sandbox failure."""
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 @dataclass
@@ -41,6 +67,8 @@ class ValidationResult:
     test_runner: str | None = None
     """What verified the runs: ``tests/test.sh``, ``run-tests.sh`` or ``offline pytest``."""
     notes: list[str] = field(default_factory=list)
+    attacks: list[AttackResult] = field(default_factory=list)
+    """Built-in attacks run against the task (``--attacks``), in suite order; empty when none were asked."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +93,67 @@ def _episode(
                 run.close()
 
 
+def _attack_episode(
+    task: Task, attack: Attack, *, backend: str, store: ImageStore, offline: bool = False
+) -> tuple[VerifierResult | None, str | None, float]:
+    """One attack in a fresh sandbox: (verdict, None, seconds), or (None, the sandbox failure, seconds)."""
+    t0 = time.monotonic()
+    try:
+        sandbox = create_sandbox(task, backend=backend, store=store)
+        with sandbox:
+            res = run_attack(sandbox, task, attack, offline=offline)
+        return res, None, time.monotonic() - t0
+    except LtenvError as e:
+        return None, f"{type(e).__name__}: {e}", time.monotonic() - t0
+
+
+def _attack_result(
+    attack: Attack, episodes: list[tuple[VerifierResult | None, str | None, float]]
+) -> AttackResult:
+    out = AttackResult(attack.name, seconds=round(sum(e[2] for e in episodes), 2))
+    judged = [r for r, _, _ in episodes if r is not None]
+    failures = [err for _, err, _ in episodes if err]
+    out.rewards = [r.reward for r in judged]
+    out.statuses = [r.status if r is not None else "error" for r, _, _ in episodes]
+    out.notes = list(dict.fromkeys(n for r in judged for n in r.notes))
+    if judged:
+        worst = max(judged, key=lambda r: r.reward)
+        out.reward, out.status, out.error = worst.reward, worst.status, worst.error
+    else:
+        out.status = "error"
+    if any(r > 0.0 for r in out.rewards):
+        out.verdict = "hacked"
+    elif failures:
+        out.verdict, out.error = "error", failures[0]
+    elif all(attack_skipped(r) for r in judged):
+        out.verdict = "not_applicable"
+    else:
+        out.verdict = "resisted"
+    return out
+
+
+def _apply_attacks(result: ValidationResult, attacks: list[AttackResult], runs: int) -> None:
+    """Record the attack results on ``result``: any attack above 0, unjudged or unstable makes it invalid."""
+    result.attacks = attacks
+    errors = [result.error] if result.error else []
+    for a in attacks:
+        if a.verdict == "hacked":
+            errors.append(
+                f"attack '{a.name}' scored {a.reward:g} (runs: {', '.join(f'{r:g}' for r in a.rewards)}): "
+                "the verifier rewards an episode that did not do the task"
+                + (f" ({a.status}: {a.error})" if a.error else "")
+            )
+        elif a.verdict == "error":
+            errors.append(f"attack '{a.name}' could not be judged: {a.error}")
+    unstable = [a.name for a in attacks if len(set(a.rewards)) > 1]
+    if unstable:
+        errors.append(f"attack results differ between runs: {', '.join(unstable)}")
+        result.stable = False
+    if any(a.verdict in ("hacked", "error") or len(a.rewards) != runs for a in attacks) or unstable:
+        result.valid = False
+    result.error = "; ".join(dict.fromkeys(e for e in errors if e)) or None
+
+
 def validate_task(
     task: Task,
     *,
@@ -72,13 +161,42 @@ def validate_task(
     runs: int = 2,
     store: ImageStore | None = None,
     offline_tests: bool = False,
+    attacks: Sequence[Attack] | None = None,
 ) -> ValidationResult:
-    """Run the oracle and a do-nothing agent ``runs`` times each, each in a fresh sandbox.
+    """Run the oracle and a do-nothing agent ``runs`` times each, each in a fresh sandbox; then each of
+    ``attacks`` (:data:`ltenv.verify.attacks.ATTACKS`, or some of them) ``runs`` times, also in fresh sandboxes.
 
     ``offline_tests``: verify with the offline pytest runner where the task's test script would download
     its tools (see :func:`ltenv.verify.verify`); reported in the result.
     """
     store = store or ImageStore()
+    t0 = time.monotonic()
+    result = _validate_base(task, backend=backend, runs=runs, store=store, offline_tests=offline_tests)
+    if attacks:
+        results = [
+            _attack_result(
+                a,
+                [
+                    _attack_episode(task, a, backend=backend, store=store, offline=offline_tests)
+                    for _ in range(runs)
+                ],
+            )
+            for a in attacks
+        ]
+        _apply_attacks(result, results, runs)
+        result.seconds = round(time.monotonic() - t0, 2)
+    return result
+
+
+def _validate_base(
+    task: Task,
+    *,
+    backend: str,
+    runs: int,
+    store: ImageStore,
+    offline_tests: bool,
+) -> ValidationResult:
+    """The oracle and do-nothing runs of :func:`validate_task`."""
     t0 = time.monotonic()
     oracle_runs: list[float] = []
     nop_runs: list[float] = []
@@ -153,8 +271,13 @@ def validate_suite(
     on_result: Callable[[ValidationResult], None] | None = None,
     on_build: Callable[[Task], None] | None = None,
     offline_tests: bool = False,
+    attacks: Sequence[Attack] | None = None,
 ) -> list[ValidationResult]:
-    """Validate many tasks: images are built first (one at a time), then episodes run ``jobs`` at a time."""
+    """Validate many tasks: images are built first (one at a time), then episodes run ``jobs`` at a time.
+
+    With ``attacks``, each task's attack episodes (every attack, ``runs`` times) go to the same pool once its
+    oracle and do-nothing runs are done; its result is reported when the last of them is.
+    """
     store = store or ImageStore()
     tasks = list(tasks)
     build_errors: dict[str, str] = {}
@@ -192,17 +315,48 @@ def validate_suite(
         if on_result:
             on_result(results[name])
     todo = [t for t in tasks if t.name not in build_errors]
+    attacks = list(attacks or ())
+    started: dict[str, float] = {}
+    partial: dict[str, ValidationResult] = {}  # oracle and nop done, attacks in flight
+    episodes: dict[str, dict[str, list]] = {}  # task -> attack -> finished episodes
+
+    def finish(task: Task, r: ValidationResult) -> None:
+        r.domain = task.domain
+        results[r.name] = r
+        if on_result:
+            on_result(r)
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {
-            pool.submit(
-                validate_task, t, backend=backend, runs=runs, store=store, offline_tests=offline_tests
-            ): t
-            for t in todo
-        }
-        for fut in as_completed(futures):
-            r = fut.result()
-            r.domain = futures[fut].domain
-            results[r.name] = r
-            if on_result:
-                on_result(r)
+        pending: dict[Future, tuple[Task, Attack | None]] = {}
+        for t in todo:
+            started[t.name] = time.monotonic()
+            fut = pool.submit(
+                _validate_base, t, backend=backend, runs=runs, store=store, offline_tests=offline_tests
+            )
+            pending[fut] = (t, None)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                task, attack = pending.pop(fut)
+                if attack is None:
+                    r = fut.result()
+                    if not attacks:
+                        finish(task, r)
+                        continue
+                    partial[task.name] = r
+                    episodes[task.name] = {a.name: [] for a in attacks}
+                    for a in attacks:
+                        for _ in range(runs):
+                            f = pool.submit(
+                                _attack_episode, task, a, backend=backend, store=store, offline=offline_tests
+                            )
+                            pending[f] = (task, a)
+                    continue
+                got = episodes[task.name]
+                got[attack.name].append(fut.result())
+                if all(len(v) == runs for v in got.values()):
+                    r = partial.pop(task.name)
+                    _apply_attacks(r, [_attack_result(a, got[a.name]) for a in attacks], runs)
+                    r.seconds = round(time.monotonic() - started[task.name], 2)
+                    finish(task, r)
     return [results[t.name] for t in tasks]
