@@ -39,6 +39,7 @@ import time
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 CLONE_NEWNS = 0x20000
 SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429  # the same numbers on every architecture (generic syscall table)
+SYS_PIDFD_SEND_SIGNAL = 424
 OPEN_TREE_CLONE, AT_RECURSIVE, MOVE_MOUNT_F_EMPTY_PATH = 1, 0x8000, 4
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER = 1, 4, 24, 36
 PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 38, 47, 4
@@ -412,13 +413,26 @@ def _set_caps(keep, last_cap):
 def _view_pids(own_mnt):
     out = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
+        if entry.isdigit():  # this process is not in the sandbox's pid namespace: never listed here
             try:
                 if os.readlink(f"/proc/{entry}/ns/mnt") == own_mnt:
                     out.append(int(entry))
             except OSError:
                 pass
     return out
+
+
+def _kill_in_view(pid):
+    """SIGKILL process ``pid`` of the view's /proc. Its numbers are the sandbox's pid namespace's, not ours (we
+    joined it for our children only), so never os.kill: signal the /proc/PID directory (pidfd_send_signal)."""
+    try:
+        fd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        libc.syscall(SYS_PIDFD_SEND_SIGNAL, fd, signal.SIGKILL, None, 0)
+    finally:
+        os.close(fd)
 
 
 def _kill_view(own_mnt):
@@ -428,10 +442,7 @@ def _kill_view(own_mnt):
         if not pids:
             return
         for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+            _kill_in_view(pid)
         while True:
             try:
                 if os.waitpid(-1, os.WNOHANG)[0] == 0:
@@ -441,17 +452,20 @@ def _kill_view(own_mnt):
         time.sleep(0.005)
 
 
-def _collect(dirs):
+def _collect(paths):
+    """The regular files among ``paths`` (files, or folders walked), each up to MAX_FILE bytes."""
+    found = []
+    for p in paths:
+        if os.path.isdir(p) and not os.path.islink(p):
+            found += [os.path.join(root, n) for root, _dirs, names in os.walk(p) for n in names]
+        else:
+            found.append(p)
     files = {}
-    for d in dirs:
-        for root, _subdirs, names in os.walk(d):
-            for name in names:
-                p = os.path.join(root, name)
-                if os.path.islink(p) or not os.path.isfile(p):
-                    continue
-                with open(p, "rb") as f:
-                    data = f.read(MAX_FILE + 1)
-                files[p] = data[:MAX_FILE].hex()
+    for p in found:
+        if os.path.islink(p) or not os.path.isfile(p):
+            continue
+        with open(p, "rb") as f:
+            files[p] = f.read(MAX_FILE).hex()
     return files
 
 

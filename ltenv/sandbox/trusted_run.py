@@ -50,7 +50,8 @@ class TrustedJob:
     fresh_dirs: tuple[str, ...] = ()
     """Directories that start empty and writable besides ``/tests`` and ``/logs/verifier``."""
     collect: tuple[str, ...] = ("/logs/verifier",)
-    """Directories whose files come back in :attr:`TrustedRun.files` once every process of the view is gone."""
+    """Files (or folders, walked) that come back in :attr:`TrustedRun.files` once every process of the view is
+    gone."""
     max_output: int = 1 << 20
 
 

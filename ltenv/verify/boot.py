@@ -119,6 +119,7 @@ def run_pytest(args: list[str], report_fd: int) -> int:
         def __init__(self) -> None:
             self.counts = {"collected": 0, "passed": 0, "failed": 0, "errors": 0, "skipped": 0, "xfailed": 0}
             self.failures: list[str] = []
+            self.sent = False
 
         def pytest_collection_finish(self, session) -> None:
             self.counts["collected"] = len(session.items)
@@ -144,21 +145,28 @@ def run_pytest(args: list[str], report_fd: int) -> int:
                 self.failures.append(report.nodeid)
 
         def pytest_sessionfinish(self, session, exitstatus) -> None:
-            if report_fd < 0:
+            self.send(int(exitstatus))
+
+        def send(self, exitstatus: int, crashed: str = "") -> None:
+            if report_fd < 0 or self.sent:
                 return
-            line = {
-                **self.counts,
-                "exitstatus": int(exitstatus),
-                "failures": self.failures[:50],
-                "args": args,
-            }
+            self.sent = True
+            line = {**self.counts, "exitstatus": exitstatus, "failures": self.failures[:50], "args": args}
+            if crashed:
+                line["crashed"] = crashed[-500:]
             try:
                 os.write(report_fd, (json.dumps(line) + "\n").encode())
             except OSError:
                 pass
 
-    code = pytest.main(extra + args, plugins=[Reporter()])
-    return int(code)
+    reporter = Reporter()
+    try:
+        code = int(pytest.main(extra + args, plugins=[reporter]))
+    except BaseException as e:  # pytest itself crashed: reported, not lost
+        reporter.send(3, crashed=f"{type(e).__name__}: {e}")
+        raise
+    reporter.send(code, crashed="pytest ended without finishing its session" if code == 3 else "")
+    return code
 
 
 _NO_ARG = set("bBdEhiIOPqRsSuvVx")

@@ -41,6 +41,8 @@ MAX_TEST_OUTPUT = 4 << 20
 """Test output kept for parsing (head and tail): the pytest summary comes last."""
 BOOT = Path(__file__).with_name("boot.py")
 OFFLINE_SCRIPT = "/.ltenv-verifier/offline.sh"
+OUTCOME_FILES = ("reward.txt", "reward.json", "junit.xml", "ctrf.json")
+"""What the verifier reads back from ``/logs/verifier`` (other files there stay in the sandbox)."""
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -62,6 +64,16 @@ def verify(
         shell_cwd: the agent shell's working directory, for Terminal-Bench tasks with
             ``run_tests_in_same_shell`` (found in the sandbox when not given).
     """
+    result = _verify(sandbox, task, timeout=timeout, offline=offline, shell_cwd=shell_cwd)
+    if result.error:  # no reward the verifier stands behind (a timeout, a missing or malformed outcome...)
+        result.reward, result.passed = 0.0, False
+        result.error = f"task '{task.name}': {result.error}"
+    return result
+
+
+def _verify(
+    sandbox: Sandbox, task: Task, *, timeout: float | None, offline: bool, shell_cwd: str | None
+) -> VerifierResult:
     spec = task.verifier_spec()
     timeout = timeout or spec.timeout_sec
     result = VerifierResult(0.0, False, runner=spec.label)
@@ -101,8 +113,6 @@ def verify(
         result.output = output if len(output) <= MAX_VERIFIER_OUTPUT else _tail(output)
         _read_reward_file(result, run)
     _cross_check(result, run)
-    if result.error:  # no reward the verifier stands behind (a timeout, a missing or malformed outcome)
-        result.reward, result.passed = 0.0, False
     return result
 
 
@@ -171,6 +181,7 @@ def _run(
             view_files=view_files,
             fresh_dirs=spec.fresh_dirs,
             max_output=MAX_TEST_OUTPUT,
+            collect=tuple(f"{VERIFIER_LOGS}/{name}" for name in OUTCOME_FILES),
         )
         run = sandbox.run_trusted(job)
         if run.error:
@@ -212,7 +223,7 @@ def _run_in_sandbox(
     )
     run = TrustedRun(**{f: getattr(res, f) for f in res.__dataclass_fields__})
     run.duration_s = time.monotonic() - t0
-    for name in ("reward.txt", "reward.json", "junit.xml", "ctrf.json"):
+    for name in OUTCOME_FILES:
         raw = sandbox.get(f"{VERIFIER_LOGS}/{name}")
         if raw is not None:
             run.files[f"{VERIFIER_LOGS}/{name}"] = raw
@@ -284,9 +295,15 @@ def _cross_check(result: VerifierResult, run: TrustedRun) -> None:
         return
     collected = sum(int(s.get("collected", 0)) for s in sessions)
     bad = [s for s in sessions if int(s.get("exitstatus", 1)) != 0]
-    if collected == 0 and result.reward > 0:
+    broken = [s for s in sessions if int(s.get("exitstatus", 0)) in (3, 4)]  # internal error, usage error
+    if broken and not result.error:
+        s = broken[0]
+        why = s.get("crashed") or ("an internal error" if s.get("exitstatus") == 3 else "a usage error")
+        result.error = f"pytest could not run the tests (exit status {s.get('exitstatus')}: {why})"
+    if collected == 0 and not result.error:
+        result.error = "pytest collected no tests: zero tests run is never a verdict"
+    if collected == 0 or broken:
         result.reward, result.passed = 0.0, False
-        result.error = "pytest collected no tests: zero tests run is never a pass"
         return
     if result.reward > 0 and bad:
         worst = bad[0]
