@@ -22,7 +22,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ltenv.sandbox.base import Sandbox
+from ltenv.sandbox.base import DEFAULT_ENV, Sandbox
 from ltenv.sandbox.trusted_run import TrustedJob, TrustedRun
 from ltenv.tasks.model import Task, VerifierSpec
 from ltenv.verify.offline import offline_plan, script_needs_network
@@ -43,7 +43,6 @@ BOOT = Path(__file__).with_name("boot.py")
 OFFLINE_SCRIPT = "/.ltenv-verifier/offline.sh"
 OUTCOME_FILES = ("reward.txt", "reward.json", "junit.xml", "ctrf.json")
 """What the verifier reads back from ``/logs/verifier`` (other files there stay in the sandbox)."""
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def verify(
@@ -118,13 +117,11 @@ def _verify(
 
 def _verifier_env(sandbox: Sandbox, spec: VerifierSpec) -> dict[str, str]:
     """The sandbox's configured environment (never the agent shell's) with the verifier's over it."""
-    base = dict(getattr(sandbox, "env", None) or {})
-    base.setdefault("PATH", DEFAULT_PATH)
-    base.setdefault("HOME", "/root")
-    return {**base, **spec.env}
+    return {**DEFAULT_ENV, **(getattr(sandbox, "env", None) or {}), **spec.env}
 
 
-def _files_tar(spec: VerifierSpec, script: str, offline_files: list[str] | None) -> bytes:
+def _files_tar(spec: VerifierSpec) -> bytes:
+    """``tests/`` and the entry script, as the tar the verifier's view is seeded with."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         if spec.tests_dir is not None and spec.tests_dir.is_dir():
@@ -174,7 +171,7 @@ def _run(
     if why is None:
         job = TrustedJob(
             script=script,
-            files=_files_tar(spec, script, offline_files),
+            files=_files_tar(spec),
             env=env,
             workdir=workdir,
             timeout=timeout,
