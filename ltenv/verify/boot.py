@@ -160,6 +160,11 @@ def run_pytest(args: list[str], report_fd: int) -> int:
                 pass
 
     reporter = Reporter()
+    if report_fd >= 0:  # a session that starts and never reports was killed: the verdict cannot stand
+        try:
+            os.write(report_fd, (json.dumps({"event": "start", "args": args}) + "\n").encode())
+        except OSError:
+            pass
     try:
         code = int(pytest.main(extra + args, plugins=[reporter]))
     except BaseException as e:  # pytest itself crashed: reported, not lost

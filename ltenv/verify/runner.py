@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import tarfile
 import time
 import xml.etree.ElementTree as ET
@@ -41,6 +42,8 @@ MAX_TEST_OUTPUT = 4 << 20
 """Test output kept for parsing (head and tail): the pytest summary comes last."""
 BOOT = Path(__file__).with_name("boot.py")
 OFFLINE_SCRIPT = "/.ltenv-verifier/offline.sh"
+KILL_SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+"""A test script that died of one of these was stopped from outside: its outcome file cannot be trusted."""
 OUTCOME_FILES = ("reward.txt", "reward.json", "junit.xml", "ctrf.json")
 """What the verifier reads back from ``/logs/verifier`` (other files there stay in the sandbox)."""
 
@@ -106,6 +109,8 @@ def _verify(
     output = run.text
     if run.timed_out:
         result.error = f"the verifier timed out after {timeout:g}s ({spec.timeout_label})"
+    elif run.exit_code - 128 in KILL_SIGNALS:
+        result.error = f"{spec.label} was killed by signal {run.exit_code - 128} before it finished"
     if spec.outcome == "pytest-output" or offline_files is not None:
         _read_pytest_output(result, output, run, spec, offline_files is not None, script_text)
     else:
@@ -287,7 +292,16 @@ def _read_pytest_output(
 
 def _cross_check(result: VerifierResult, run: TrustedRun) -> None:
     """Hold the verdict against what the pristine pytest itself reported (one report per session)."""
-    sessions = run.reports
+    started = sum(1 for s in run.reports if s.get("event") == "start")
+    sessions = [s for s in run.reports if "event" not in s]
+    if started > len(sessions):
+        claimed = result.reward > 0
+        result.reward, result.passed, result.tampered = 0.0, False, claimed or result.tampered
+        result.error = (
+            f"{started - len(sessions)} of {started} pytest session(s) never finished (killed before they could "
+            "report)" + (f", yet the outcome ({result.runner}) says pass" if claimed else "")
+        )
+        return
     if not sessions:
         return
     collected = sum(int(s.get("collected", 0)) for s in sessions)

@@ -170,28 +170,43 @@ for i in $(seq 50); do python3 -c "import socket; socket.create_connection(('127
     assert res.reward == 1.0, (res.error, res.output[-2000:])
 
 
+KILLER_TEST = (
+    "import os, signal\n"
+    "def test_unsolved():\n"
+    "    open('/logs/verifier/reward.txt', 'w').write('1')\n"
+    "    os.kill(os.getpid(), signal.SIGKILL)\n"
+)
 FAILING_TEST = "def test_unsolved():\n    assert open('/app/greeting.txt').read() == 'never'\n"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "case",
-    ["hang", "flood", "kills-own-shell", "no-reward", "zero-tests", "contradicted-reward"],
+    ["hang", "flood", "kills-own-shell", "no-reward", "zero-tests", "contradicted-reward", "pytest-killed"],
 )
 def test_a_misbehaving_verifier_is_a_clear_error_never_a_pass_or_a_hang(case, backend, store, tmp_path):
     scripts = {
         "hang": "#!/bin/bash\nmkdir -p /logs/verifier; echo 1 > /logs/verifier/reward.txt\nsleep 600 &\nsleep 600\n",
         "flood": "#!/bin/bash\nmkdir -p /logs/verifier\nhead -c 300000000 /dev/zero | tr '\\0' x\n"
         "head -c 300000000 /dev/zero > /logs/verifier/big.bin\necho 0 > /logs/verifier/reward.txt\n",
-        "kills-own-shell": "#!/bin/bash\nmkdir -p /logs/verifier\nkill -9 $$\necho 1 > /logs/verifier/reward.txt\n",
+        "kills-own-shell": "#!/bin/bash\nmkdir -p /logs/verifier\necho 1 > /logs/verifier/reward.txt\nkill -9 $$\n",
         "no-reward": "#!/bin/bash\necho 'tests ran, reward forgotten'\n",
         "zero-tests": "#!/bin/bash\nmkdir -p /logs/verifier\npython3 -m pytest /tests/test_empty.py\n"
         "echo 1 > /logs/verifier/reward.txt\n",
         "contradicted-reward": "#!/bin/bash\nmkdir -p /logs/verifier\npython3 -m pytest /tests/test_fail.py\n"
         "echo 1 > /logs/verifier/reward.txt\n",
+        # What a trojan tool started by the tests can do: write a passing reward, then kill the test runner
+        # before it reports (the trojan-coreutils attack).
+        "pytest-killed": "#!/bin/bash\nmkdir -p /logs/verifier\npython3 -m pytest /tests/test_killer.py\n",
     }
     task = _task_copy(
-        tmp_path, scripts[case], tests={"test_empty.py": "# no tests here\n", "test_fail.py": FAILING_TEST}
+        tmp_path,
+        scripts[case],
+        tests={
+            "test_empty.py": "# no tests here\n",
+            "test_fail.py": FAILING_TEST,
+            "test_killer.py": KILLER_TEST,
+        },
     )
     t0 = time.monotonic()
     res, alive_after = _episode(task, backend, store, timeout=5 if case == "hang" else 120)
@@ -201,10 +216,11 @@ def test_a_misbehaving_verifier_is_a_clear_error_never_a_pass_or_a_hang(case, ba
     expected = {
         "hang": ("verifier_error", "timed out after 5s"),
         "flood": ("ok", ""),  # it wrote its reward (0) after flooding: bounded output, nothing lost
-        "kills-own-shell": ("verifier_error", "wrote no /logs/verifier/reward.txt"),
+        "kills-own-shell": ("verifier_error", "tests/test.sh was killed by signal 9"),
         "no-reward": ("verifier_error", "wrote no /logs/verifier/reward.txt"),
         "zero-tests": ("verifier_error", "collected no tests"),
         "contradicted-reward": ("tampered", "pytest itself reported 1 failed"),
+        "pytest-killed": ("tampered", "1 of 1 pytest session(s) never finished"),
     }[case]
     assert res.status == expected[0], (res.status, res.error)
     assert expected[1] in (res.error or ""), res.error
