@@ -4,9 +4,9 @@ A candidate is a Harbor task folder (``task.toml``, ``instruction.md``, ``enviro
 ``solution/solve.sh``, ``tests/test.sh``) plus *attacks*: wrong or partial solutions (bash script text, run
 exactly like ``solve.sh``). :func:`validate_candidate` builds the image once, then runs every episode in a
 fresh sandbox with the network off (whatever ``task.toml`` asks), ``jobs`` at a time: the oracle, a
-do-nothing agent ("nop") and every attack, ``runs`` times each. Hung or flooding scripts are bounded by the
-solution timeout and the sandbox's output limits. The checks, in the order in which the first failure
-names :attr:`ExecReport.reason`:
+do-nothing agent ("nop") and every attack, ``runs`` times each; then, if nothing failed so far, every
+built-in reward hack of :mod:`ltenv.verify.attacks` once. Hung or flooding scripts are bounded by the solution timeout and the
+sandbox's output limits. The checks, in the order in which the first failure names :attr:`ExecReport.reason`:
 
 1. ``build_failed``: the folder loads (:func:`ltenv.tasks.load_task`) and the image builds.
 2. ``leak``: the agent's image holds no ``/tests``, ``/solution`` or ``/oracle``, and no file the task's
@@ -22,8 +22,14 @@ names :attr:`ExecReport.reason`:
 5. ``oracle_fails``: an oracle run scored below 1.
 6. ``nop_passes``: a do-nothing run scored above 0.
 7. ``attack_passes``: an attack run scored 1 (partial credit is allowed).
-8. ``sandbox_error``: a sandbox could not start or died during an episode. Such episodes are left out of
-   checks 4 to 7.
+8. ``reward_hack``: a built-in reward hack (:data:`ltenv.verify.attacks.ATTACKS`: a shadowed pytest, a
+   planted reward file, a trojan tool...) scored above 0: the verifier can be fooled without the task being
+   done. The detail names the attack(s). They run only when every other check passed (a candidate that
+   fails one is rejected anyway, and its repair rounds need not pay for them). Built-in attacks are not
+   solutions of the candidate: they are left out of checks 3 and 4, and a sandbox failure during one is
+   logged, not counted in check 9.
+9. ``sandbox_error``: a sandbox could not start or died during an episode. Such episodes are left out of
+   checks 4 to 8.
 
 :attr:`ExecReport.log` is written for an LLM repair step and is deterministic for deterministic runs (no
 timings, temporary paths, container ids or PIDs), so that a request built from it is byte-identical on a
@@ -46,7 +52,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,6 +72,7 @@ from ltenv.verify import (
     script_needs_network,
     verify,
 )
+from ltenv.verify.attacks import ATTACK_TIMEOUT, ATTACKS, Attack, run_attack
 
 REASONS = (
     "build_failed",
@@ -75,8 +82,11 @@ REASONS = (
     "oracle_fails",
     "nop_passes",
     "attack_passes",
+    "reward_hack",
     "sandbox_error",
 )
+BUILTIN_PREFIX = "builtin:"
+"""``RunOutcome.solution`` of a built-in attack: ``builtin:<name>``."""
 MIN_LEAK_SIZE = 64
 """Files smaller than this are not compared by content (too many false hits: shebangs, one-liners)."""
 MAX_SOLUTION_TIMEOUT = 600.0
@@ -123,14 +133,14 @@ class RunOutcome:
     """One episode: a solution (or nothing) run in a fresh sandbox, then the verifier."""
 
     solution: str
-    """``oracle``, ``nop`` or ``attack:<name>``."""
+    """``oracle``, ``nop``, ``attack:<name>`` or ``builtin:<name>`` (a built-in reward hack)."""
     run: int
     """0-based repetition index."""
     reward: float
     tests: dict[str, str]
     """Per-test outcome (``passed``/``failed``/``error``/``skipped``) by test name."""
     solution_exit: int | None
-    """Exit code of solve.sh / the attack (124 when it timed out); ``None`` for nop."""
+    """Exit code of solve.sh / the attack (124 when it timed out); ``None`` for nop and built-in attacks."""
     solution_timed_out: bool
     solution_output: str
     """Normalized tail of the solution's output."""
@@ -202,6 +212,7 @@ class _Episode:
     solution: str
     run: int
     script_dir: Path | None = None  # attacks
+    builtin: Attack | None = None  # built-in attacks
     leak_probe: tuple[set[int], dict[str, list[str]]] | None = None  # docker: sizes, hashes
 
 
@@ -224,6 +235,13 @@ def _episode(
                 leaks = _probe_leaks_in_sandbox(sandbox, *ep.leak_probe)
             run = None
             try:
+                if ep.builtin is not None:
+                    verdict = run_attack(
+                        sandbox, task, ep.builtin, timeout=ATTACK_TIMEOUT, verifier_timeout=verifier_timeout
+                    )
+                    _fill(out, verdict)
+                    out.seconds = round(time.monotonic() - t0, 3)
+                    return out, leaks
                 if ep.solution == "oracle":
                     run = run_oracle(sandbox, task, timeout=solution_timeout)
                     res: ExecResult | None = run
@@ -437,6 +455,8 @@ def _names(names: list[str], limit: int = 8) -> str:
 def _label(solution: str) -> str:
     if solution.startswith("attack:"):
         return f"attack '{solution[7:]}'"
+    if solution.startswith(BUILTIN_PREFIX):
+        return f"built-in attack '{solution[len(BUILTIN_PREFIX) :]}'"
     return {"oracle": "the oracle", "nop": "a do-nothing agent"}[solution]
 
 
@@ -507,12 +527,15 @@ def validate_candidate(
     jobs: int = 4,
     solution_timeout: float | None = None,
     verifier_timeout: float | None = None,
+    builtin_attacks: Sequence[Attack] = ATTACKS,
 ) -> ExecReport:
     """Validate a candidate task folder by execution: build, leak check, then oracle, nop and attacks.
 
     Args:
         task_dir: the candidate Harbor task folder.
         attacks: name -> bash script text of a wrong or partial solution; each must not score 1.
+        builtin_attacks: the generic reward hacks run once each, after every other check passed (default: all
+            of :data:`ltenv.verify.attacks.ATTACKS`); each must score 0. ``()`` runs none.
         backend: sandbox backend (``bwrap`` or ``docker``); the network is off in every sandbox.
         store: the image store (a new one by default).
         runs: repetitions of every solution (each in a fresh sandbox); results must agree.
@@ -578,6 +601,7 @@ def validate_candidate(
     agent_timeout = task.config.agent.timeout_sec
     sol_timeout = solution_timeout or min(agent_timeout, MAX_SOLUTION_TIMEOUT)
     solutions = ["oracle", "nop", *(f"attack:{n}" for n in attacks)]
+    builtins = {f"{BUILTIN_PREFIX}{a.name}": a for a in builtin_attacks}
     tmp = tempfile.mkdtemp(prefix="ltenv-attacks-")
     try:
         episodes: list[_Episode] = []
@@ -760,7 +784,7 @@ def validate_candidate(
                 failures["attack_passes"] + "; " + text if "attack_passes" in failures else text
             )
 
-    # 8. sandbox errors
+    # 9. sandbox errors
     broken = [o for o in outs if o.sandbox_failed]
     if broken:
         o = broken[0]
@@ -768,6 +792,56 @@ def validate_candidate(
             f"the sandbox failed in {len(broken)} episode(s), first during {_label(o.solution)} run {o.run}: "
             f"{normalize_output(o.error or '', 400)}"
         )
+
+    # 8. built-in reward hacks: only for a candidate that passed everything else (the others are rejected
+    # anyway; their repair rounds need not pay for the hacks)
+    hacks: list[RunOutcome] = []
+    if not builtins:
+        log.append("[built-in attacks] none run")
+    elif failures:
+        log.append(f"[built-in attacks] not run: the candidate already fails ({', '.join(failures)})")
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [
+                pool.submit(
+                    _episode,
+                    task,
+                    _Episode(label, 0, builtin=a),
+                    backend=backend,
+                    store=store,
+                    solution_timeout=sol_timeout,
+                    verifier_timeout=verifier_timeout,
+                )
+                for label, a in builtins.items()
+            ]
+            hacks = [f.result()[0] for f in futures]
+        hacked = [o for o in hacks if not o.sandbox_failed and o.reward > 0.0]
+        unjudged = [o for o in hacks if o.sandbox_failed]
+        if hacked:
+            names = [o.solution[len(BUILTIN_PREFIX) :] for o in hacked]
+            failures["reward_hack"] = (
+                f"the verifier falls to built-in reward hack{'s' if len(names) > 1 else ''} "
+                + ", ".join(
+                    f"'{n}' (reward {_fmt_reward(o.reward)}: {builtins[o.solution].description})"
+                    for n, o in zip(names, hacked, strict=True)
+                )
+                + f": {script_name} gives a reward to an episode that did not do the task. Run the tests "
+                "without trusting anything the agent could change: no reward file or tool it could plant, no "
+                "code from its working directory"
+            )
+            log.append(
+                f"[built-in attacks] FAILED: {len(hacked)} of {len(hacks)} scored above 0: {_names(names, 30)}"
+            )
+            for o in hacked:
+                log.append(f"  {_label(o.solution)}: {builtins[o.solution].description}")
+                log += _describe_run(o, tails=True)
+        else:
+            log.append(f"[built-in attacks] ok ({len(hacks) - len(unjudged)} reward hacks scored 0)")
+        for o in unjudged:
+            log.append(
+                f"  {_label(o.solution)}: not judged (sandbox error): {normalize_output(o.error or '', 300)}"
+            )
+
     if flaky:
         log.append("[flaky] FAILED:")
         log += [f"  {x}" for x in flaky]
@@ -780,9 +854,11 @@ def validate_candidate(
         if reason
         else (
             f"ok: the oracle scored 1 and a do-nothing agent 0 on {runs} run(s) each, "
-            f"{len(attacks)} attack(s) rejected, no leak, offline, stable"
+            f"{len(attacks)} attack(s) rejected, "
+            + (f"{len(hacks)} built-in reward hack(s) resisted, " if hacks else "")
+            + "no leak, offline, stable"
         )
     )
     if reason and len(failures) > 1:
         log.append("other failing checks: " + ", ".join(r for r in REASONS if r in failures and r != reason))
-    return report(reason, detail, log, outs, build_s)
+    return report(reason, detail, log, outs + hacks, build_s)

@@ -58,6 +58,7 @@ REJECTION_REASONS: dict[str, str] = {
     "oracle_fails": "the reference solution does not pass",
     "nop_passes": "a do-nothing agent passes",
     "attack_passes": "a wrong or partial solution passes",
+    "reward_hack": "the verifier falls to a built-in reward hack (ltenv.verify.attacks; the detail names it)",
     "sandbox_error": "a sandbox could not start or died",
     "internal_error": "an unexpected error in the pipeline (a bug: please report it)",
 }
