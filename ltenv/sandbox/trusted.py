@@ -363,12 +363,12 @@ def _shim_command(name, shown, target, path_env, loader, libs, argv0):
     return f'exec {run} {q(words[0])} {extra} {q(shown)} "$@"'.replace("  ", " ")
 
 
-def write_shims(path_env, loader, libs):
-    """``/.ltenv-verifier/bin``: one busybox-sh script per command on the image's PATH, running the pristine
-    program (first on PATH wins). Returns how many were written."""
+def write_shims(path_env, loader, libs, out_fd):
+    """One busybox-sh script per command on the image's PATH, running the pristine program (first on PATH
+    wins), written into the directory ``out_fd``. Returns how many were written."""
     with open(loader, "rb") as f:
         argv0 = b"--argv0" in f.read()
-    os.mkdir(VIEW + "/bin")
+    written = 0
     seen = set()
     for d in path_env.split(":"):
         real_dir = resolve(d) if d.startswith("/") else None
@@ -388,10 +388,50 @@ def write_shims(path_env, loader, libs):
                 cmd = None
             if cmd is None:
                 continue
-            fd = os.open(f"{VIEW}/bin/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755, dir_fd=out_fd)
             os.write(fd, f"#!{VIEW}/busybox sh\n{cmd}\n".encode())
+            os.fchmod(fd, 0o755)
             os.close(fd)
-    return len(seen)
+            written += 1
+    return written
+
+
+def _shims(job, busybox_tree, cache, loader, libs):
+    """``/.ltenv-verifier/bin``: the command shims, from the host's cache when this image's are there (one
+    mount), else written now and stored in the cache for the next verification. Returns how many there are."""
+    os.mkdir(VIEW + "/bin")
+    if busybox_tree < 0 or not loader:
+        return 0
+    image_path = job["env"].get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    tree, parent_fd, key = cache
+    if tree >= 0:
+        _check(
+            libc.syscall(SYS_MOVE_MOUNT, tree, b"", -100, (VIEW + "/bin").encode(), MOVE_MOUNT_F_EMPTY_PATH),
+            "move_mount(command shims)",
+        )
+        return len(os.listdir(VIEW + "/bin"))
+    out_fd = os.open(VIEW + "/bin", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        count = write_shims(image_path, loader, libs, out_fd)
+        if parent_fd >= 0:  # store a copy for the next verification of this image (atomically: a rename)
+            tmp = f".tmp-{key}-{os.getpid()}"
+            try:
+                os.mkdir(tmp, 0o755, dir_fd=parent_fd)
+                tmp_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent_fd)
+                for name in os.listdir(out_fd):
+                    with open(name, "rb", opener=lambda p, fl: os.open(p, fl, dir_fd=out_fd)) as f:
+                        data = f.read()
+                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755, dir_fd=tmp_fd)
+                    os.write(fd, data)
+                    os.fchmod(fd, 0o755)
+                    os.close(fd)
+                os.close(tmp_fd)
+                os.rename(tmp, key, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+            except OSError:
+                pass
+        return count
+    finally:
+        os.close(out_fd)
 
 
 # ---------------------------------------------------------------------------------------------- process control
@@ -496,6 +536,21 @@ def main():
                 libc.syscall(SYS_OPEN_TREE, -100, job["busybox"].encode(), OPEN_TREE_CLONE | os.O_CLOEXEC),
                 "open_tree(busybox)",
             )
+        cache = (-1, -1, "")
+        shims = job.get("shims") or {}
+        if shims.get("dir") and os.path.isdir(os.path.join(shims["dir"], shims["key"])):
+            tree = libc.syscall(
+                SYS_OPEN_TREE,
+                -100,
+                os.path.join(shims["dir"], shims["key"]).encode(),
+                OPEN_TREE_CLONE | os.O_CLOEXEC,
+            )
+            cache = (tree if tree >= 0 else -1, -1, shims["key"])
+        if cache[0] < 0 and shims.get("dir"):
+            try:
+                cache = (-1, os.open(shims["dir"], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), shims["key"])
+            except OSError:
+                pass
         for procs in job.get("cgroup_procs", []):
             with open(procs, "w") as f:
                 f.write(str(os.getpid()))
@@ -570,7 +625,7 @@ def main():
         libs = library_dirs()
         image_path = job["env"].get("PATH", "/usr/local/bin:/usr/bin:/bin")
         bash, shims = write_prelude(image_path, loader, libs)
-        commands = write_shims(image_path, loader, libs) if busybox_tree >= 0 and loader else 0
+        commands = _shims(job, busybox_tree, cache, loader, libs)
         with open(VIEW + "/pytest.ini", "w") as f:
             f.write("[pytest]\n")
         _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -88,6 +89,25 @@ def static_busybox() -> str | None:
     return None
 
 
+SHIMS_VERSION = "1"
+"""Part of the command-shim cache key: bump when trusted.py writes them differently."""
+
+
+def _shim_cache(layers: list[str], path: str) -> dict[str, str]:
+    """Where this image's command shims are cached on the host (written by the first verification)."""
+    from ltenv.sandbox.images import cache_dir
+
+    key = hashlib.sha256(json.dumps([SHIMS_VERSION, layers, path, static_busybox()]).encode()).hexdigest()[
+        :24
+    ]
+    root = cache_dir() / "verifier-shims"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return {}
+    return {"dir": str(root), "key": key}
+
+
 def launch(
     job: TrustedJob,
     *,
@@ -121,6 +141,7 @@ def launch(
         "fresh_dirs": list(job.fresh_dirs),
         "collect": list(job.collect),
         "busybox": static_busybox() or "",
+        "shims": _shim_cache(layers, job.env.get("PATH", "")),
     }
     job_r, job_w = os.pipe()
     res_r, res_w = os.pipe()
