@@ -8,7 +8,8 @@ above 0 can be fooled.
 
 The scripts work on any Debian-like image with ``/bin/sh``: they find the Python installation, the
 ``site-packages``/``dist-packages`` folders and pytest from inside the sandbox (with ``python3`` where there
-is one), tolerate missing tools, never use the network, and never touch the task's own files. An attack
+is one), tolerate missing tools, never use the network, and never change the task's own files (only
+``rm-rf-root`` does: it checks that a wrecked sandbox gets a 0 with a reason, never a pass). An attack
 that cannot apply (``ld-so-preload`` without a C compiler) prints ``ltenv-attack: not applicable: <why>``
 and exits 0; :func:`run_attack` then notes it (see :func:`attack_skipped`) and still runs the verifier
 (which must give 0: nothing was done).

@@ -260,6 +260,27 @@ def test_an_attack_that_cannot_apply_is_reported_as_skipped(task, bwrap_store):
     assert res.reward == 0.0 and res.status == "ok", _why(res)
 
 
+@pytest.mark.bwrap
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", _b_params(["shadow-pytest-module", "bash-env-rc", "reward-rewriter", "trojan-coreutils"])
+)
+def test_an_episode_that_types_the_attack_scores_zero(task, bwrap_store, name):
+    """The attack typed into the agent's shell of a real episode (TerminalEnv), then submitted."""
+    import ltenv
+    from ltenv.env import TerminalEnv
+
+    env = TerminalEnv(FIXTURE, image_store=bwrap_store)
+    try:
+        env.reset()
+        obs, _, _, _, info = env.step(f"sh <<'LTENV_ATTACK'\n{get_attack(name).script}LTENV_ATTACK")
+        assert info["exit_code"] == 0, obs
+        _, reward, terminated, _, info = env.step(ltenv.SUBMIT)
+    finally:
+        env.close()
+    assert terminated and reward == 0.0 and not info["passed"], info
+
+
 # --------------------------------------------------------------------------- docker: key attacks
 
 
