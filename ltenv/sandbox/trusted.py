@@ -8,8 +8,8 @@ What the program sees:
 
 * ``/`` is a fresh, read-only tmpfs whose top-level entries are bind mounts of the sandbox's own (the agent's
   final filesystem, live: files, services' sockets, ``/proc`` of the sandbox's pid namespace), except:
-  ``/tests`` and ``/logs/verifier`` are fresh, empty, writable tmpfs mounts (what the agent planted there is
-  not visible), ``/etc`` is rebuilt entry by entry without ``ld.so.preload``, and ``/.ltenv-verifier/image``
+  ``/tests``, ``/logs/verifier`` and ``$TMPDIR`` (``/.ltenv-verifier/tmp``) are fresh, empty, writable tmpfs
+  mounts (what the agent planted there is not visible), ``/etc`` is rebuilt entry by entry without ``ld.so.preload``, and ``/.ltenv-verifier/image``
   is the task image *as built* (a read-only overlay of its layers, which the agent never had access to).
 * The program is started with the image's own dynamic loader and libraries from ``/.ltenv-verifier/image``,
   never through a path the agent could have changed. Shell functions (in ``/.ltenv-verifier/prelude.sh``)
@@ -590,11 +590,12 @@ def main():
             for sub in sorted(os.listdir("/logs")):
                 if sub != "verifier":
                     _bind_entry(f"/logs/{sub}", f"{top}/logs/{sub}")
-        for d in ("/tests", "/logs/verifier", *job.get("fresh_dirs", [])):
+        for d in ("/tests", "/logs/verifier", VIEW + "/tmp", *job.get("fresh_dirs", [])):
             path = top + d
             if not os.path.isdir(path):
                 os.makedirs(path, exist_ok=True)
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1g")
+            mode = "1777" if d == VIEW + "/tmp" else "755"
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size=1g")
         os.makedirs(top + IMAGE)
         _check(
             libc.syscall(SYS_MOVE_MOUNT, tree, b"", -100, (top + IMAGE).encode(), MOVE_MOUNT_F_EMPTY_PATH),
@@ -639,6 +640,7 @@ def main():
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     env = dict(job["env"])
     env["LTENV_REPORT_FD"] = str(report_w)
+    env.setdefault("TMPDIR", VIEW + "/tmp")  # the tests' temporary files: not in a folder the agent prepared
     if commands:
         env["PATH"] = f"{VIEW}/bin:" + env.get("PATH", "")
     argv = [

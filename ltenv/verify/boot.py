@@ -90,11 +90,47 @@ def _path_args(args: list[str]) -> list[str]:
     return out
 
 
-def run_pytest(args: list[str], report_fd: int) -> int:
+class _PinPytestMain:
+    """An import hook: the first ``import pytest`` gets a ``pytest.main`` that runs :func:`run_pytest`, so a
+    script calling ``pytest.main([...])`` is pinned and reported like ``python -m pytest``."""
+
+    def __init__(self, report_fd: int) -> None:
+        self.report_fd = report_fd
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "pytest":
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("pytest")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        load = spec.loader.exec_module
+        report_fd = self.report_fd
+
+        def exec_module(module) -> None:
+            load(module)
+            real = module.main
+
+            def main(args=None, plugins=None):
+                return run_pytest(
+                    sys.argv[1:] if args is None else [str(a) for a in args], report_fd, plugins
+                )
+
+            module._ltenv_real_main = real
+            module.main = main
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def run_pytest(args: list[str], report_fd: int, plugins=None) -> int:
     import json
 
     import pytest
 
+    real_main = getattr(pytest, "_ltenv_real_main", pytest.main)
     paths = _path_args(args)
     if paths:
         root = os.path.commonpath([p if os.path.isdir(p) else os.path.dirname(p) for p in paths])
@@ -166,7 +202,7 @@ def run_pytest(args: list[str], report_fd: int) -> int:
         except OSError:
             pass
     try:
-        code = int(pytest.main(extra + args, plugins=[reporter]))
+        code = int(real_main(extra + args, plugins=[*(plugins or []), reporter]))
     except BaseException as e:  # pytest itself crashed: reported, not lost
         reporter.send(3, crashed=f"{type(e).__name__}: {e}")
         raise
@@ -179,6 +215,7 @@ _NO_ARG = set("bBdEhiIOPqRsSuvVx")
 
 def main() -> None:
     report_fd = _setup()
+    sys.meta_path.insert(0, _PinPytestMain(report_fd))
     args = sys.argv[1:]
     i = 0
     while i < len(args):

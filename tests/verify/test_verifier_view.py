@@ -239,7 +239,24 @@ def test_rm_rf_root_is_reward_zero_with_the_tests_reported(backend, store):
         task, backend, store, oracle=True, agent="rm -rf --no-preserve-root / 2>/dev/null; true"
     )
     assert res.reward == 0.0
-    # The pristine toolchain still starts the tests; with no /tmp left pytest itself cannot run, and the
-    # verdict says so instead of a silent 0.
-    assert res.status == "verifier_error", (res.error, res.output[-2000:])
-    assert "pytest could not run the tests" in res.error and "temporary directory" in res.error
+    # The pristine toolchain (and the view's own temporary folder) still runs the tests against what is left:
+    # they fail and say so, instead of a silent 0.
+    assert res.status == "ok", (res.error, res.output[-2000:])
+    assert res.tests and all(t.outcome == "failed" for t in res.tests), res.output[-2000:]
+
+
+@pytest.mark.slow
+def test_a_script_calling_pytest_main_is_pinned_and_reported_too(backend, store, tmp_path):
+    # pytest.main() from a Python script (not `python -m pytest`): the same pinned configuration (no conftest
+    # outside /tests) and the same session report.
+    script = (
+        "#!/bin/bash\nmkdir -p /logs/verifier\ncd /app\n"
+        'python3 -c \'import sys, pytest; sys.exit(pytest.main(["-q", "/tests/test_outputs.py"]))\'\n'
+        "if [ $? -eq 0 ]; then echo 1 > /logs/verifier/reward.txt; else echo 0 > /logs/verifier/reward.txt; fi\n"
+    )
+    task = _task_copy(tmp_path, script)
+    res, _ = _episode(task, backend, store, oracle=True)
+    assert res.reward == 1.0, (res.error, res.output[-1500:])
+    res, _ = _episode(task, backend, store, agent=FORCE_PASS)
+    assert res.reward == 0.0 and res.status == "ok", (res.error, res.output[-1500:])
+    assert "1 failed, 1 passed" in res.output  # the planted conftest.py was not loaded
