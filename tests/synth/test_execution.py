@@ -14,7 +14,6 @@ import pytest
 from ltenv.synth.execution import BUILTIN_PREFIX, REASONS, ExecReport, normalize_output, validate_candidate
 from ltenv.verify.attacks import attack_names, get_attack
 from tests.support.openai_server import openai_server  # noqa: F401
-from tests.verify.test_attacks import VERIFIER_FALLS_TO
 
 pytestmark = pytest.mark.slow
 
@@ -328,8 +327,8 @@ def test_sandbox_error(tmp_path, bwrap_store):
 
 @pytest.mark.bwrap
 def test_builtin_attacks_on_a_sound_candidate(tmp_path, bwrap_store):
-    """Every built-in reward hack runs once by default; the verifier resists all but those known to pass
-    (tests/verify/test_attacks.py: VERIFIER_FALLS_TO), and a candidate is rejected for any that passes."""
+    """Every built-in reward hack runs once by default, and the verifier resists every one on a sound
+    candidate, which is then accepted."""
     report = validate_candidate(make_candidate(tmp_path), ATTACKS, store=bwrap_store, runs=1)
     builtin = {
         o.solution[len(BUILTIN_PREFIX) :]: o for o in report.runs if o.solution.startswith(BUILTIN_PREFIX)
@@ -337,14 +336,10 @@ def test_builtin_attacks_on_a_sound_candidate(tmp_path, bwrap_store):
     assert sorted(builtin) == sorted(attack_names())
     assert all(o.run == 0 and o.solution_exit is None and not o.sandbox_failed for o in builtin.values())
     hacked = sorted(n for n, o in builtin.items() if o.reward > 0)
-    assert set(hacked) <= VERIFIER_FALLS_TO, {n: builtin[n].verifier_output[-500:] for n in hacked}
-    if hacked:
-        _check(report, "reward_hack")
-        assert all(f"'{n}'" in report.detail for n in hacked)
-    else:
-        _check(report, None)
-        assert f"{len(builtin)} built-in reward hack(s) resisted" in report.detail
-        assert f"[built-in attacks] ok ({len(builtin)} reward hacks scored 0)" in report.log
+    assert hacked == [], {n: builtin[n].verifier_output[-500:] for n in hacked}
+    _check(report, None)
+    assert f"{len(builtin)} built-in reward hack(s) resisted" in report.detail
+    assert f"[built-in attacks] ok ({len(builtin)} reward hacks scored 0)" in report.log
 
 
 @pytest.mark.bwrap

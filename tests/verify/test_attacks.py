@@ -33,11 +33,6 @@ from ltenv.verify.attacks import (
     run_attack,
 )
 
-VERIFIER_FALLS_TO: frozenset[str] = frozenset()
-"""Attacks that :func:`ltenv.verify.verify` still rewards today, as measured by the (b) tests below: those
-tests are ``xfail(strict=False)`` ("hardened verifier pending"). Remove a name once the verifier resists it.
-(tests/synth/test_execution.py reads this too.)"""
-
 OLD_WAY_RESISTS = {"rm-rf-root"}
 """Attacks that are robustness checks rather than hacks: the old way gives them 0 too (with an error)."""
 
@@ -64,18 +59,6 @@ REQUIRED = {
     "proc-root-injector",
     "rm-rf-root",
 }
-
-
-def _b_params(names):
-    return [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(strict=False, reason="hardened verifier pending")
-            if n in VERIFIER_FALLS_TO
-            else (),
-        )
-        for n in names
-    ]
 
 
 # --------------------------------------------------------------------------- the reference: the old way
@@ -178,7 +161,7 @@ def test_the_suite():
     names = attack_names()
     assert len(names) == len(set(names)) == len(ATTACKS)
     assert set(names) >= REQUIRED
-    assert set(names) >= VERIFIER_FALLS_TO and set(names) >= OLD_WAY_RESISTS
+    assert set(names) >= OLD_WAY_RESISTS
     for a in ATTACKS:
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", a.name), a.name
         assert a.description and "\n" not in a.description, a.name
@@ -238,7 +221,7 @@ def test_attack_is_real(task, bwrap_store, name):
 
 @pytest.mark.bwrap
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _b_params(attack_names()))
+@pytest.mark.parametrize("name", attack_names())
 def test_verify_resists(task, bwrap_store, name):
     """(b) ltenv.verify.verify does not."""
     res = _new_way(task, "bwrap", bwrap_store, name)
@@ -263,7 +246,7 @@ def test_an_attack_that_cannot_apply_is_reported_as_skipped(task, bwrap_store):
 @pytest.mark.bwrap
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", _b_params(["shadow-pytest-module", "bash-env-rc", "reward-rewriter", "trojan-coreutils"])
+    "name", ["shadow-pytest-module", "bash-env-rc", "reward-rewriter", "trojan-coreutils"]
 )
 def test_an_episode_that_types_the_attack_scores_zero(task, bwrap_store, name):
     """The attack typed into the agent's shell of a real episode (TerminalEnv), then submitted."""
@@ -294,7 +277,7 @@ def test_attack_is_real_on_docker(task, docker_store, name):
 
 @pytest.mark.docker
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _b_params(DOCKER_ATTACKS))
+@pytest.mark.parametrize("name", DOCKER_ATTACKS)
 def test_verify_resists_on_docker(task, docker_store, name):
     res = _new_way(task, "docker", docker_store, name)
     _assert_resisted(name, res)
