@@ -43,26 +43,16 @@ SYS_PIDFD_SEND_SIGNAL = 424
 OPEN_TREE_CLONE, AT_RECURSIVE, MOVE_MOUNT_F_EMPTY_PATH = 1, 0x8000, 4
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER = 1, 4, 24, 36
 PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 38, 47, 4
-LINUX_CAPABILITY_VERSION_3 = 0x20080522
 NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid")
 VIEW = "/.ltenv-verifier"
 IMAGE = VIEW + "/image"
 MAX_FILE = 16 << 20
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script's folder off sys.path
+from nsexec import LINUX_CAPABILITY_VERSION_3, _CapData, _CapHeader  # noqa: E402  (its sibling, stdlib only)
+
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    ]
 
 
 class SetupError(Exception):
@@ -237,6 +227,26 @@ def find_on_path(name, path):
     return None, None
 
 
+def shebang(script, path):
+    """The pristine interpreter a ``#!`` script runs with: (path as named, path in the image, its arguments),
+    following ``/usr/bin/env NAME`` along ``path``; ``None`` if there is none or it is not a program."""
+    with open(script, "rb") as f:
+        first = f.readline(512).decode(errors="replace")
+    words = first[2:].split() if first.startswith("#!") else []
+    if words and os.path.basename(words[0]) == "env":
+        words = [w for w in words[1:] if not w.startswith("-")]
+        if not words:
+            return None
+        shown, real = find_on_path(words[0], path)
+    elif words:
+        shown, real = words[0], resolve(words[0])
+    else:
+        return None
+    if real is None or elf_interpreter(real) is None:
+        return None
+    return shown, real, words[1:]
+
+
 def python_for(name, path):
     """How to run pristine ``name`` (python3, pytest...): (exe, prefix, venv_dir, venv_system, module) or None."""
     shown, real = find_on_path(name, path)
@@ -245,22 +255,10 @@ def python_for(name, path):
     module = ""
     interp = elf_interpreter(real)
     if interp is None:  # a script: follow its shebang
-        with open(real, "rb") as f:
-            first = f.readline(512).decode(errors="replace")
-        if not first.startswith("#!"):
+        found = shebang(real, path)
+        if found is None:
             return None
-        words = first[2:].split()
-        if not words:
-            return None
-        if os.path.basename(words[0]) == "env":
-            words = [w for w in words[1:] if not w.startswith("-")]
-            if not words:
-                return None
-            shown, real = find_on_path(words[0], path)
-        else:
-            shown, real = words[0], resolve(words[0])
-        if real is None or elf_interpreter(real) is None:
-            return None
+        shown, real, _args = found
         module = "pytest" if name in ("pytest", "py.test") else ""
     venv, venv_system = "", "0"
     for d in (os.path.dirname(os.path.dirname(shown)), os.path.dirname(shown)):
@@ -340,27 +338,15 @@ def _shim_command(name, shown, target, path_env, loader, libs, argv0):
         return f'exec {q(target)} "$@"'
     if interp is not None:
         return f'exec {run} {as_name}{q(target)} "$@"' if resolve(interp) == loader else None
-    with open(target, "rb") as f:
-        first = f.readline(512).decode(errors="replace")
-    words = first[2:].split() if first.startswith("#!") else []
-    if not words:
+    found = shebang(target, path_env)
+    if found is None:
         return None
-    if os.path.basename(words[0]) == "env":
-        words = [w for w in words[1:] if not w.startswith("-")]
-        if not words:
-            return None
-        real = find_on_path(words[0], path_env)[1]
-        words = [real or "", *words[1:]]
-    else:
-        words = [resolve(words[0]) or "", *words[1:]]
-    if not words[0] or elf_interpreter(words[0]) is None:
-        return None
-    base = os.path.basename(words[0])
-    if base.startswith("python"):
-        py = _shim_command(base, None, words[0], path_env, loader, libs, argv0)
+    _named, real, args = found
+    base = os.path.basename(real)
+    if base.startswith("python"):  # a Python console script (pip, a tool): through boot.py, the script first
+        py = _shim_command(base, None, real, path_env, loader, libs, argv0)
         return py.replace('"$@"', f'{q(shown)} "$@"') if py else None
-    extra = " ".join(q(w) for w in words[1:2])
-    return f'exec {run} {q(words[0])} {extra} {q(shown)} "$@"'.replace("  ", " ")
+    return " ".join(["exec", run, q(real), *(q(a) for a in args[:1]), q(shown), '"$@"'])
 
 
 def write_shims(path_env, loader, libs, out_fd):

@@ -89,7 +89,7 @@ def static_busybox() -> str | None:
     return None
 
 
-SHIMS_VERSION = "1"
+SHIMS_VERSION = "2"
 """Part of the command-shim cache key: bump when trusted.py writes them differently."""
 
 
