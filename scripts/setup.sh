@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up for a fresh Debian/Ubuntu machine; sourced by demo.sh and test.sh.
 #   - system packages, where missing and we are root: bubblewrap, the Docker engine (docker.io), debootstrap,
-#     fuse-overlayfs, busybox-static (the verifier's command shims), chromium (headless, tests of the HTML report)
+#     fuse-overlayfs, busybox-static (the verifier's command shims), passt (allow_internet networking), libseccomp2, chromium (headless, tests of the HTML report)
 #   - starts dockerd in the background if no engine answers
 #   - a virtualenv in .venv with the project installed (editable) and its dev tools
 # Environment: LTENV_VENV (default .venv), PYTHON (default python3), LTENV_SKIP_SYSTEM=1 to skip apt and dockerd.
@@ -18,6 +18,8 @@ install_system() {
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   command -v fuse-overlayfs >/dev/null || missing+=(fuse-overlayfs)
   [ -x /bin/busybox ] || missing+=(busybox-static)  # static: runs the verifier's pristine command shims
+  command -v pasta >/dev/null || missing+=(passt)  # user-mode networking for allow_internet sandboxes
+  /sbin/ldconfig -p 2>/dev/null | grep -q libseccomp.so.2 || missing+=(libseccomp2)  # the syscall filter
   command -v chromium >/dev/null || missing+=(chromium)  # headless, for the HTML report's tests
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

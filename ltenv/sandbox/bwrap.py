@@ -40,6 +40,7 @@ from pathlib import Path
 
 from ltenv.errors import SandboxError
 from ltenv.fdwait import wait_fds
+from ltenv.sandbox import confine, kernel
 from ltenv.sandbox.base import (
     DEFAULT_ENV,
     ExecResult,
@@ -95,6 +96,27 @@ def _mount_overlay(lower: list[str], upper: Path, work: Path, merged: Path) -> s
     if proc.returncode != 0:
         raise SandboxError(f"fuse-overlayfs failed: {proc.stderr.strip()}")
     return "fuse"
+
+
+def _mount_idmapped_overlay(lower: list[str], upper: Path, work: Path, merged: Path, userns: int) -> str:
+    """The episode's root as root of a driver: an overlay of the layers (top first) seen through the sandbox
+    user namespace's id map, so the image's files belong to the sandbox's root and writes land in ``upper``
+    owned by the unprivileged host ids. Layers go in as descriptors: no option-length limit."""
+    fds: list[int] = []
+    try:
+        for layer in lower:
+            fds.append(kernel.idmapped_tree(layer, userns))
+        mount_fd = kernel.overlay(fds, str(upper), str(work))
+        try:
+            kernel.attach(mount_fd, str(merged))
+        finally:
+            os.close(mount_fd)
+    except OSError as e:
+        raise SandboxError(f"mounting the overlay root failed: {e}") from e
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return "kernel"
 
 
 def _umount(merged: Path, method: str) -> None:
@@ -466,6 +488,14 @@ class BwrapSandbox(Sandbox):
         self.dir = root / name
         for sub in ("upper", "work", "merged", "ctl"):
             (self.dir / sub).mkdir(parents=True)
+        if confine.confined():
+            # bwrap runs as the sandbox's root (an unprivileged host uid): it must pass through these folders
+            # to bind the root and the control mount; their names are unguessable and nothing is listable.
+            os.chmod(root, 0o711)
+            os.chmod(self.dir, 0o711)
+            os.chmod(self.dir / "ctl", 0o755)
+            first = confine.subid_range()[0]
+            os.chown(self.dir / "upper", first, first)
         _live.add(self)
         try:
             self._start(name, pty)
@@ -479,29 +509,41 @@ class BwrapSandbox(Sandbox):
         lower = [str(p) for p in reversed(self.image.layers)]
         if not lower:
             raise SandboxError(f"image {self.image.image_id} has no layers")
-        self._mount = _mount_overlay(lower, self.dir / "upper", self.dir / "work", merged)
-        self._prepare_root(merged)
+        confined = confine.confined()
+        owner = None
+        if confined:
+            userns = confine.sandbox_userns()
+            owner = confine.subid_range()[0]
+            self._mount = _mount_idmapped_overlay(
+                lower, self.dir / "upper", self.dir / "work", merged, userns
+            )
+        else:
+            self._mount = _mount_overlay(lower, self.dir / "upper", self.dir / "work", merged)
+        self._prepare_root(merged, owner)
 
         self._limits = CgroupLimits.create(
             name, memory_mb=self.spec.memory_mb, pids=self.spec.pids_limit, cpus=self.spec.cpus
         )
         args = [
-            "bwrap",
             "--bind", str(merged), "/",
             "--proc", "/proc",
+            # Docker's floor: kernel settings and the sysrq trigger read-only (the sysctl files show the
+            # reader's own namespaces), /sys an empty read-only folder.
+            "--ro-bind", "/proc/sys", "/proc/sys",
+            "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger",
+            "--tmpfs", "/sys", "--remount-ro", "/sys",
             "--dev", "/dev",
             "--ro-bind", str(self.dir / "ctl"), CTL_MOUNT,
-            "--unshare-user", "--uid", "0", "--gid", "0",
-            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--unshare-net",
             "--hostname", self.spec.hostname,
             "--cap-drop", "ALL",
             "--chdir", self.spec.workdir,
         ]  # fmt: skip
-        if self.spec.allow_internet:
-            if os.path.exists("/etc/resolv.conf"):
-                args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
-        else:
-            args.append("--unshare-net")
+        if not confined:  # rootless: bwrap maps the caller's uid to root in a namespace of its own
+            args += ["--unshare-user", "--uid", "0", "--gid", "0"]
+        if self.spec.allow_internet and os.path.exists("/etc/resolv.conf"):
+            args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+        seccomp_fd = os.open(self._seccomp_path(), os.O_RDONLY | os.O_CLOEXEC)
         info_r, info_w = os.pipe()
         keeper_r, keeper_w = os.pipe()
         master = slave = tty_fd = None
@@ -520,9 +562,18 @@ class BwrapSandbox(Sandbox):
             redirs = f"<&{tty_fd} >&{tty_fd} 2>&{tty_fd} {tty_fd}>&-"
             keeper += f"; {assigns} {shlex.join(pty.argv)} {redirs}; exec {tty_fd}>&-"
         keeper += "; read _ignored; exit 0"
-        args += ["--info-fd", str(info_w), "--", "/bin/sh", "-c", keeper]
+        args += ["--seccomp", str(seccomp_fd), "--info-fd", str(info_w)]
+        # Options travel through a pipe: the sandbox's process list shows "bwrap --args N", no host paths.
+        args_r, args_w = os.pipe()
+        data = b"".join(a.encode() + b"\0" for a in args)
+        if len(data) > 60000:
+            raise SandboxError("bwrap's arguments exceed a pipe's buffer")
+        os.write(args_w, data)
+        os.close(args_w)
+        argv = ["bwrap", "--args", str(args_r), "--", "/bin/sh", "-c", keeper]
         procs_files = self._limits.procs_files if self._limits else []
         ctty = slave
+        userns_fd = confine.sandbox_userns() if confined else -1
 
         def _child_setup() -> None:  # runs in the child between fork and exec: raw syscalls only
             pid = str(os.getpid()).encode()
@@ -530,11 +581,17 @@ class BwrapSandbox(Sandbox):
                 fd = os.open(f, os.O_WRONLY)
                 os.write(fd, pid)
                 os.close(fd)
+            if userns_fd >= 0:  # bwrap starts as the sandbox's root: an unprivileged host uid
+                if kernel.libc.setns(userns_fd, kernel.CLONE_NEWUSER) != 0:
+                    os._exit(125)
+                kernel.become_root()
             # Descriptors reach bwrap by inheritance: every descriptor Python opens is close-on-exec, so
-            # only these two (and stdio) survive the exec. subprocess's pass_fds is not used on purpose:
+            # only these (and stdio) survive the exec. subprocess's pass_fds is not used on purpose:
             # it needs each number open in this process at fork time, which a single-digit terminal
             # number cannot promise in a process whose other threads open and close descriptors.
             os.set_inheritable(info_w, True)
+            os.set_inheritable(args_r, True)
+            os.set_inheritable(seccomp_fd, True)
             if ctty is not None:  # the terminal becomes the sandbox session's controlling terminal
                 os.setsid()
                 fcntl.ioctl(ctty, termios.TIOCSCTTY, 0)
@@ -545,7 +602,7 @@ class BwrapSandbox(Sandbox):
 
         try:
             self._proc = subprocess.Popen(
-                args,
+                argv,
                 stdin=keeper_r,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -560,6 +617,8 @@ class BwrapSandbox(Sandbox):
         finally:
             os.close(info_w)
             os.close(keeper_r)
+            os.close(args_r)
+            os.close(seccomp_fd)
             if slave is not None:
                 os.close(slave)
         self._keeper_w = keeper_w
@@ -619,19 +678,35 @@ class BwrapSandbox(Sandbox):
             return ""
         return _read_until_eof(self._proc.stderr.fileno(), timeout=1.0).decode(errors="replace").strip()
 
-    def _prepare_root(self, merged: Path) -> None:
-        """Before the agent exists: working directory and the files a container runtime would provide."""
+    def _prepare_root(self, merged: Path, owner: int | None = None) -> None:
+        """Before the agent exists: working directory and the files a container runtime would provide, owned
+        by the sandbox's root (host uid ``owner`` where the sandbox's ids are mapped)."""
+        made: list[Path] = []
         wd = merged / self.spec.workdir.lstrip("/")
-        if not wd.is_symlink():
+        if not wd.is_symlink() and not wd.exists():
+            parent = wd
+            while not parent.parent.exists():
+                parent = parent.parent
             wd.mkdir(parents=True, exist_ok=True)
+            made += [wd, *[p for p in wd.parents if p.is_relative_to(parent)]]
         etc = merged / "etc"
         if etc.is_dir() and not etc.is_symlink():
             hosts = etc / "hosts"
             if not hosts.is_symlink() and (not hosts.exists() or hosts.stat().st_size == 0):
                 hosts.write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{self.spec.hostname}\n")
+                made.append(hosts)
             hostname = etc / "hostname"
             if not hostname.is_symlink():
                 hostname.write_text(self.spec.hostname + "\n")
+                made.append(hostname)
+        if owner is not None:
+            for path in made:
+                # The overlay shows idmapped layers: the sandbox's root is host uid `owner` on the upper layer.
+                os.chown(path, owner, owner, follow_symlinks=False)
+
+    @staticmethod
+    def _seccomp_path() -> Path:
+        return confine.seccomp_file(runtime_dir())
 
     def _expire(self) -> None:
         self.expired = True
@@ -708,7 +783,7 @@ class BwrapSandbox(Sandbox):
         self, argv: list[str], workdir: str | None, tty: bool, serve: int | None = None
     ) -> list[str]:
         cmd = [sys.executable, "-I", "-S", NSEXEC, "--pid", str(self._child_pid)]
-        cmd += ["--wd", workdir or self.spec.workdir]
+        cmd += ["--wd", workdir or self.spec.workdir, "--seccomp", str(self._seccomp_path())]
         if serve is not None:
             cmd += ["--serve", str(serve)]
         if tty:
@@ -838,6 +913,8 @@ class BwrapSandbox(Sandbox):
             mount_point=f"{CTL_MOUNT}/{VIEW_MOUNT}",
             caps=(CAP_WAKE_ALARM,),
             cgroup_procs=self._limits.procs_files if self._limits else [],
+            seccomp=str(self._seccomp_path()),
+            idmap=confine.confined(),
         )
 
     @property

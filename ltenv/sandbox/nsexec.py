@@ -7,11 +7,13 @@ sandbox's user namespace grants, so processes it starts have exactly the privile
 
 Usage::
 
-    python -I -S nsexec.py --pid PID [--wd DIR] [--tty] [--cgroup-procs FILE]... -- ARGV...
-    python -I -S nsexec.py --pid PID --serve FD [--cgroup-procs FILE]... --
+    python -I -S nsexec.py --pid PID [--wd DIR] [--tty] [--seccomp FILE] [--cgroup-procs FILE]... -- ARGV...
+    python -I -S nsexec.py --pid PID --serve FD [--seccomp FILE] [--cgroup-procs FILE]... --
 
 ``PID`` is the host pid of a process inside the sandbox (bwrap's child). The program's exit status is
-relayed; if this launcher is killed, the program dies with it (PR_SET_PDEATHSIG).
+relayed; if this launcher is killed, the program dies with it (PR_SET_PDEATHSIG). Having joined the
+sandbox's user namespace, the process takes its root ids (the namespace maps them to unprivileged host ids);
+``--seccomp`` names a compiled filter (``confine.seccomp_file``) installed before the program starts.
 
 With ``--serve FD`` (a SOCK_SEQPACKET unix socket), the process that entered the sandbox does not exec one
 program: it stays, as a spawner inside the sandbox, and starts a program per request, so a launch costs a
@@ -28,6 +30,8 @@ import signal
 import sys
 
 # Only ctypes is imported beyond built-ins: every extension module costs a dlopen on each launch.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script's folder off sys.path
+from kernel import become_root, load_seccomp
 
 PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
@@ -56,13 +60,13 @@ def _die(msg: str, code: int = 126) -> None:
     os._exit(code)
 
 
-def _parse(argv: list[str]) -> tuple[int, str, bool, list[str], int, list[str]]:
-    pid, wd, tty, cgroups, serve = 0, "/", False, [], -1
+def _parse(argv: list[str]) -> tuple[int, str, bool, list[str], int, str, list[str]]:
+    pid, wd, tty, cgroups, serve, seccomp = 0, "/", False, [], -1, ""
     i = 0
     while i < len(argv):
         a = argv[i]
         if a == "--":
-            return pid, wd, tty, cgroups, serve, argv[i + 1 :]
+            return pid, wd, tty, cgroups, serve, seccomp, argv[i + 1 :]
         if a == "--pid":
             pid = int(argv[i + 1])
             i += 2
@@ -71,6 +75,9 @@ def _parse(argv: list[str]) -> tuple[int, str, bool, list[str], int, list[str]]:
             i += 2
         elif a == "--wd":
             wd = argv[i + 1]
+            i += 2
+        elif a == "--seccomp":
+            seccomp = argv[i + 1]
             i += 2
         elif a == "--cgroup-procs":
             cgroups.append(argv[i + 1])
@@ -187,7 +194,7 @@ def _serve(sock_fd: int) -> None:
 
 
 def main() -> None:
-    pid, wd, tty, cgroups, serve, cmd = _parse(sys.argv[1:])
+    pid, wd, tty, cgroups, serve, seccomp, cmd = _parse(sys.argv[1:])
     if not pid or not (cmd or serve >= 0):
         _die("usage: nsexec.py --pid PID [--wd DIR] [--tty] -- ARGV...", 2)
     libc = ctypes.CDLL(None, use_errno=True)
@@ -212,6 +219,13 @@ def main() -> None:
             last_cap = int(f.read())
     except OSError as e:
         _die(f"sandbox process {pid} is gone ({e})", 125)
+    filter_prog = b""
+    if seccomp:
+        try:
+            with open(seccomp, "rb") as f:
+                filter_prog = f.read()
+        except OSError as e:
+            _die(f"cannot read the seccomp filter: {e}")
 
     for ns in NAMESPACES:
         # Joining the namespace we are already in fails with EINVAL for user namespaces: skip those.
@@ -219,6 +233,11 @@ def main() -> None:
             continue
         if libc.setns(fds[ns], 0) != 0:
             _die(f"setns({ns}) failed: {os.strerror(ctypes.get_errno())}")
+        if ns == "user":
+            try:
+                become_root()
+            except OSError as e:
+                _die(f"taking the sandbox's root ids failed: {e}")
 
     child = os.fork()  # the pid namespace applies to children only
     if child == 0:
@@ -240,6 +259,11 @@ def main() -> None:
         if libc.capset(ctypes.byref(hdr), data) != 0:
             _die(f"capset failed: {os.strerror(ctypes.get_errno())}")
         libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        if filter_prog:
+            try:
+                load_seccomp(filter_prog)
+            except OSError as e:
+                _die(f"installing the seccomp filter failed: {e}")
         if serve >= 0:
             _serve(serve)
         _exec(cmd)

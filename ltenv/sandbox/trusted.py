@@ -49,6 +49,7 @@ IMAGE = VIEW + "/image"
 MAX_FILE = 16 << 20
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script's folder off sys.path
+from kernel import become_root, idmapped_tree, load_seccomp, overlay  # noqa: E402  (sibling, stdlib only)
 from nsexec import LINUX_CAPABILITY_VERSION_3, _CapData, _CapHeader  # noqa: E402  (its sibling, stdlib only)
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -540,25 +541,41 @@ def main():
         for procs in job.get("cgroup_procs", []):
             with open(procs, "w") as f:
                 f.write(str(os.getpid()))
-        if os.fstat(ns["user"]).st_ino != os.stat("self/ns/user", dir_fd=host_proc).st_ino:
-            _check(libc.setns(ns["user"], 0), "joining the sandbox's user namespace")
-        # The pristine image: a read-only overlay of its layers, mounted in a namespace of our own and taken
-        # along as a detached tree into the sandbox's (its host paths are not visible there).
-        _check(libc.unshare(CLONE_NEWNS), "unshare(mount)")
-        _mount(None, "/", None, MS_REC | MS_PRIVATE)
+        filter_prog = b""
+        if job.get("seccomp"):
+            with open(job["seccomp"], "rb") as f:
+                filter_prog = f.read()
+        own_userns = os.fstat(ns["user"]).st_ino == os.stat("self/ns/user", dir_fd=host_proc).st_ino
         scratch = job["scratch"]
         layers = job["layers"]
-        if len(layers) == 1:
-            _mount(layers[0], scratch, None, MS_BIND | MS_REC)
-            _mount(None, scratch, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        if not own_userns and job.get("idmap"):
+            # The sandbox's user namespace maps its root to unprivileged host ids: the pristine image is an
+            # overlay of idmapped layers (made here, as host root), so its files belong to the sandbox's root.
+            lowers = [idmapped_tree(layer, ns["user"]) for layer in layers]
+            tree = overlay(lowers, readonly=True)
+            for fd in lowers:
+                os.close(fd)
         else:
-            _mount("overlay", scratch, "overlay", MS_RDONLY, "lowerdir=" + ":".join(layers))
-        tree = _check(
-            libc.syscall(
-                SYS_OPEN_TREE, -100, scratch.encode(), OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC
-            ),
-            "open_tree(pristine image)",
-        )
+            tree = -1
+        if not own_userns:
+            _check(libc.setns(ns["user"], 0), "joining the sandbox's user namespace")
+            become_root()
+        if tree < 0:
+            # The pristine image: a read-only overlay of its layers, mounted in a namespace of our own and
+            # taken along as a detached tree into the sandbox's (its host paths are not visible there).
+            _check(libc.unshare(CLONE_NEWNS), "unshare(mount)")
+            _mount(None, "/", None, MS_REC | MS_PRIVATE)
+            if len(layers) == 1:
+                _mount(layers[0], scratch, None, MS_BIND | MS_REC)
+                _mount(None, scratch, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+            else:
+                _mount("overlay", scratch, "overlay", MS_RDONLY, "lowerdir=" + ":".join(layers))
+            tree = _check(
+                libc.syscall(
+                    SYS_OPEN_TREE, -100, scratch.encode(), OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC
+                ),
+                "open_tree(pristine image)",
+            )
         _check(libc.setns(ns["mnt"], 0), "joining the sandbox's mount namespace")
         _check(libc.unshare(CLONE_NEWNS), "unshare(mount) in the sandbox")
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
@@ -652,6 +669,8 @@ def main():
                 os.chdir("/")
             _set_caps(set(job["caps"]), last_cap)
             libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+            if filter_prog:
+                load_seccomp(filter_prog)  # the agent's syscall filter: the verifier is confined the same way
             os.execve(argv[0], argv, env)
         except BaseException as e:
             os.write(2, f"ltenv-verifier: cannot start {argv[0]}: {e}\n".encode())

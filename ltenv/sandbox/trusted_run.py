@@ -117,12 +117,16 @@ def launch(
     mount_point: str,
     caps: tuple[int, ...],
     cgroup_procs: list[str] = (),  # type: ignore[assignment]
+    seccomp: str = "",
+    idmap: bool = False,
 ) -> TrustedRun:
     """Run ``job`` in a private view of the sandbox whose process ``pid`` (a host pid) is inside it.
 
     ``layers``: the image's layer directories, top first. ``scratch``: an empty host directory for mounting
     them. ``mount_point``: an existing directory in the sandbox that the agent cannot change (under the
-    read-only control mount). ``caps``: the program's capabilities.
+    read-only control mount). ``caps``: the program's capabilities. ``seccomp``: a compiled filter the program
+    runs under (the agent's). ``idmap``: show the layers through the sandbox's user namespace's id map (a
+    namespace whose root is not host root).
     """
     scratch.mkdir(parents=True, exist_ok=True)
     config = {
@@ -132,6 +136,8 @@ def launch(
         "mount_point": mount_point,
         "caps": sorted(caps),
         "cgroup_procs": list(cgroup_procs),
+        "seccomp": seccomp,
+        "idmap": idmap,
         "script": job.script,
         "args": job.args,
         "env": job.env,
