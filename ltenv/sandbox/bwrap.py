@@ -292,12 +292,18 @@ class BwrapPty(PtyProcess):
 
 
 class KeeperPty(BwrapPty):
-    """The program the sandbox's keeper started on the terminal (bwrap -> init -> keeper -> program)."""
+    """The program the sandbox's keeper started on the terminal (bwrap -> init -> keeper -> program).
 
-    def __init__(self, fd: int, pid: int):
+    The terminal is the controlling terminal of bwrap's session: closing its last descriptor would hang it up
+    and send SIGHUP to bwrap, ending the sandbox. So :meth:`kill` kills the program and everything it started
+    but hands the descriptor to ``held`` (the sandbox closes those when it closes): a shell restarted after
+    ``exec bash`` or ``exec 1>&-`` never takes the sandbox down."""
+
+    def __init__(self, fd: int, pid: int, held: list[int] | None = None):
         self.fd = fd
         self._pid = pid
         self._killed = False
+        self._held = held
 
     def _program_pid(self) -> int | None:
         return self._pid
@@ -310,8 +316,11 @@ class KeeperPty(BwrapPty):
         _kill_tree([self._pid, *_descendants(self._pid)])
         self._killed = True
         if self.fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
+            if self._held is not None:
+                self._held.append(self.fd)
+            else:
+                with contextlib.suppress(OSError):
+                    os.close(self.fd)
             self.fd = -1
 
 
@@ -463,6 +472,8 @@ class BwrapSandbox(Sandbox):
         self._lock = threading.Lock()
         self._spawn: _Spawner | None = None
         self.expired = False
+        self._pasta: int | None = None
+        self._held_fds: list[int] = []  # terminals whose hangup would signal bwrap: closed last
         env = dict(DEFAULT_ENV)
         env.update(image.config.env)
         env.update(self.spec.env)
@@ -624,8 +635,10 @@ class BwrapSandbox(Sandbox):
         self._keeper_w = keeper_w
         try:
             self._await_ready(info_r)
+            if self.spec.allow_internet:
+                self._connect_network()
             if master is not None:
-                self.primary_pty = KeeperPty(master, self._keeper_child())
+                self.primary_pty = KeeperPty(master, self._keeper_child(), self._held_fds)
         except BaseException:
             if master is not None and self.primary_pty is None:
                 os.close(master)
@@ -634,6 +647,22 @@ class BwrapSandbox(Sandbox):
             self._timer = threading.Timer(self.spec.lifetime_sec, self._expire)
             self._timer.daemon = True
             self._timer.start()
+
+    def _connect_network(self) -> None:
+        """``allow_internet``: the sandbox keeps its own network namespace, connected to the outside through
+        user-mode networking (pasta). The host's network namespace is never shared: its loopback services
+        stay out of reach."""
+        assert self.dir is not None
+        try:
+            self._pasta = confine.start_pasta(
+                f"/proc/{self._child_pid}/ns/net",
+                self.dir / "pasta.pid",
+                userns=None if confine.confined() else f"/proc/{self._child_pid}/ns/user",
+            )
+        except OSError as e:
+            raise SandboxError(
+                f"the task allows internet access, but connecting its sandbox failed: {e}"
+            ) from e
 
     def _await_ready(self, info_r: int) -> None:
         assert self._proc is not None
@@ -751,6 +780,9 @@ class BwrapSandbox(Sandbox):
         if self._spawn is not None:
             self._spawn.close()
         self._kill_all()
+        if self._pasta is not None and self.dir is not None:
+            confine.stop_pasta(self._pasta, self.dir / "pasta.pid")
+            self._pasta = None
         if self._keeper_w is not None:
             with contextlib.suppress(OSError):
                 os.close(self._keeper_w)
@@ -760,6 +792,10 @@ class BwrapSandbox(Sandbox):
                 self._proc.wait(timeout=5)
             if self._proc.stderr:
                 self._proc.stderr.close()
+        for fd in self._held_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._held_fds.clear()
         if self._limits is not None:
             self._limits.destroy()
         if self.dir is not None:

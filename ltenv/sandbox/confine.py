@@ -209,9 +209,10 @@ def pasta_available() -> str | None:
     return None if shutil.which("pasta") else "pasta is not installed (apt-get install passt)"
 
 
-def start_pasta(netns: str, pidfile: Path) -> int:
+def start_pasta(netns: str, pidfile: Path, *, userns: str | None = None) -> int:
     """Connect the network namespace at ``netns`` (a ``/proc/PID/ns/net`` path) to the outside. Returns the
-    pid of the ``pasta`` daemon once the namespace's interface, address, route and DNS are up."""
+    pid of the ``pasta`` daemon once the namespace's interface, address, route and DNS are up. ``userns``: the
+    namespace's user namespace, for a driver that is not root (pasta joins it as its owner)."""
     why = pasta_available()
     if why:
         raise OSError(why)
@@ -222,10 +223,13 @@ def start_pasta(netns: str, pidfile: Path) -> int:
         "-t", "none", "-u", "none",  # nothing forwarded into the sandbox
         "-T", "none", "-U", "none",  # nothing forwarded from the sandbox to the host's loopback
         "--netns", netns,
-        "--runas", "0",  # pasta isolates itself (own namespaces, no capabilities, its own seccomp filter)
         "-P", str(pidfile),
         "-q",
     ]  # fmt: skip
+    if userns:
+        cmd += ["--userns", userns]
+    else:  # as root: pasta isolates itself (own namespaces, no capabilities, its own seccomp filter)
+        cmd += ["--runas", "0"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     if proc.returncode != 0:
         raise OSError(f"pasta failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
