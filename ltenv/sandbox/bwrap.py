@@ -40,7 +40,7 @@ from pathlib import Path
 
 from ltenv.errors import SandboxError
 from ltenv.fdwait import wait_fds
-from ltenv.sandbox import confine, kernel
+from ltenv.sandbox import confine, janitor, kernel
 from ltenv.sandbox.base import (
     DEFAULT_ENV,
     ExecResult,
@@ -56,6 +56,11 @@ from ltenv.sandbox.limits import CgroupLimits
 log = logging.getLogger(__name__)
 
 NSEXEC = str(Path(__file__).with_name("nsexec.py"))
+NSEXEC_BOOT = (
+    "import os,sys;o=os.environ.pop('LTENV_NSEXEC').split('\\x1f');sys.path.insert(0,o[0]);"
+    "sys.argv=[o[0]+'/nsexec.py',*o[1:],*sys.argv[1:]];import nsexec;nsexec.main()"
+)
+"""What ``python -c`` runs for a launch: nsexec.py with the options from ``LTENV_NSEXEC``."""
 CTL_MOUNT = "/run/ltenv"
 MNT_DETACH = 2
 _counter = itertools.count()
@@ -152,6 +157,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _owner_tag() -> str:
+    """``PID.START``: the driving process, by pid and start time (a pid alone can be reused)."""
+    return f"{os.getpid()}.{janitor.proc_start(os.getpid())}"
+
+
+def _owner_gone(tag: str) -> bool:
+    """Whether the process an episode folder's name starts with (``PID.START``, or a bare ``PID`` from older
+    versions) no longer exists. Folders whose names are neither are left alone."""
+    pid, _, start = tag.partition(".")
+    if not pid.isdigit():
+        return False
+    if start.isdigit():
+        return janitor.proc_start(int(pid)) != int(start)
+    return not _pid_alive(int(pid))
+
+
 def gc_stale(verbose: bool = False) -> int:
     """Unmount and delete episode directories (and cgroups) left by processes that died without closing."""
     root = runtime_dir()
@@ -159,8 +180,9 @@ def gc_stale(verbose: bool = False) -> int:
     if not root.is_dir():
         return 0
     for d in root.iterdir():
-        owner = d.name.split("-", 1)[0]
-        if not owner.isdigit() or _pid_alive(int(owner)):
+        if not d.is_dir():
+            continue
+        if not _owner_gone(d.name.split("-", 1)[0]):
             continue
         _umount(d / "merged", "kernel" if os.geteuid() == 0 else "fuse")
         limits = CgroupLimits.attach(d.name)
@@ -473,6 +495,7 @@ class BwrapSandbox(Sandbox):
         self._spawn: _Spawner | None = None
         self.expired = False
         self._pasta: int | None = None
+        self._janitor_key = ""
         self._held_fds: list[int] = []  # terminals whose hangup would signal bwrap: closed last
         env = dict(DEFAULT_ENV)
         env.update(image.config.env)
@@ -495,7 +518,7 @@ class BwrapSandbox(Sandbox):
                 gc_stale()
         root = runtime_dir()
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        name = f"{os.getpid()}-{next(_counter)}-{secrets.token_hex(3)}"
+        name = f"{_owner_tag()}-{next(_counter)}-{secrets.token_hex(3)}"
         self.dir = root / name
         for sub in ("upper", "work", "merged", "ctl"):
             (self.dir / sub).mkdir(parents=True)
@@ -513,6 +536,15 @@ class BwrapSandbox(Sandbox):
         except BaseException:
             self.close()
             raise
+        self._janitor_key = name
+        procs = [self._proc.pid, self._pasta] if self._proc is not None else [self._pasta]
+        janitor.register(
+            name,
+            procs=[[p, janitor.proc_start(p)] for p in procs if p],
+            cgroups=[str(d) for d in self._limits.dirs.values()] if self._limits else [],
+            mount=str(self.dir / "merged") if self._mount == "kernel" else "",
+            dir=str(self.dir),
+        )
 
     def _start(self, name: str, pty: PtyRequest | None) -> None:
         assert self.dir is not None
@@ -802,6 +834,8 @@ class BwrapSandbox(Sandbox):
             if self._mount:
                 _umount(self.dir / "merged", self._mount)
             _rmtree(self.dir)
+        if self._janitor_key:
+            janitor.unregister(self._janitor_key)
         _live.discard(self)
 
     def __del__(self):
@@ -817,16 +851,20 @@ class BwrapSandbox(Sandbox):
 
     def _launcher(
         self, argv: list[str], workdir: str | None, tty: bool, serve: int | None = None
-    ) -> list[str]:
-        cmd = [sys.executable, "-I", "-S", NSEXEC, "--pid", str(self._child_pid)]
-        cmd += ["--wd", workdir or self.spec.workdir, "--seccomp", str(self._seccomp_path())]
+    ) -> tuple[list[str], dict[str, str]]:
+        """The command line and extra environment of an ``nsexec.py`` launch. Its options (host paths among
+        them) travel in the environment, which the agent cannot read once the launcher has taken the
+        sandbox's ids: its process list shows ``ltenv-nsexec`` and the program's own arguments only."""
+        opts = ["--pid", str(self._child_pid), "--wd", workdir or self.spec.workdir]
+        opts += ["--seccomp", str(self._seccomp_path())]
         if serve is not None:
-            cmd += ["--serve", str(serve)]
+            opts += ["--serve", str(serve)]
         if tty:
-            cmd.append("--tty")
+            opts.append("--tty")
         for f in self._limits.procs_files if self._limits else []:
-            cmd += ["--cgroup-procs", f]
-        return [*cmd, "--", *argv]
+            opts += ["--cgroup-procs", f]
+        env = {"LTENV_NSEXEC": "\x1f".join([os.path.dirname(NSEXEC), *opts])}
+        return ["ltenv-nsexec", "-I", "-S", "-c", NSEXEC_BOOT, "--", *argv], env
 
     def exec(
         self,
@@ -844,12 +882,14 @@ class BwrapSandbox(Sandbox):
             full_env.update(env)
         popen = self._spawner().spawn(argv, full_env, workdir or self.spec.workdir, stdin=stdin is not None)
         if popen is None:  # the spawner is gone (killed from inside?): a launcher per program still works
+            cmd, extra = self._launcher(argv, workdir, tty=False)
             popen = subprocess.Popen(
-                self._launcher(argv, workdir, tty=False),
+                cmd,
+                executable=sys.executable,
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=full_env,
+                env={**full_env, **extra},
             )
         res = run_bounded(popen, stdin=stdin, timeout=timeout, max_output=max_output)
         if res.exit_code in (125, 126) and b"ltenv-nsexec:" in res.stderr and not self.alive:
@@ -865,14 +905,16 @@ class BwrapSandbox(Sandbox):
                 if self._spawn is not None:
                     self._spawn.close()
                 parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                cmd, extra = self._launcher([], None, tty=False, serve=child.fileno())
                 try:
                     launcher = subprocess.Popen(
-                        self._launcher([], None, tty=False, serve=child.fileno()),
+                        cmd,
+                        executable=sys.executable,
                         stdin=subprocess.DEVNULL,
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.PIPE,
                         pass_fds=(child.fileno(),),
-                        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **extra},
                     )
                 finally:
                     child.close()
@@ -898,13 +940,15 @@ class BwrapSandbox(Sandbox):
         if env:
             full_env.update(env)
         master, slave = _open_pty(rows, cols, echo)
+        cmd, extra = self._launcher(argv, None, tty=True)
         try:
             popen = subprocess.Popen(
-                self._launcher(argv, None, tty=True),
+                cmd,
+                executable=sys.executable,
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
-                env=full_env,
+                env={**full_env, **extra},
             )
         except BaseException:
             os.close(master)

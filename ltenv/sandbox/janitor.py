@@ -1,0 +1,154 @@
+"""Sandboxes die with their driver: a watchdog process that cleans up after a driver killed without warning.
+
+The driving process starts one janitor (``python -I -S janitor.py``, stdlib only) the first time it starts a
+sandbox, and keeps the write end of a pipe to it. Each sandbox is registered as one JSON line when it starts
+and unregistered when it closes. When the pipe reaches end of file — the driver exited, normally or by
+SIGKILL — the janitor tears down whatever is still registered: it kills every process in the sandbox's cgroups
+and the processes it names (checked by start time, so a reused pid is never touched), removes Docker
+containers, unmounts the sandbox's root, deletes its folder and cgroups, then exits.
+
+It runs in a session of its own (a Ctrl-C in the driver's terminal does not reach it) and ignores SIGHUP,
+SIGINT and SIGTERM until its work is done.
+
+Messages (one JSON object per line):
+
+* ``{"add": KEY, "procs": [[PID, START], ...], "cgroups": [DIR, ...], "mount": PATH, "dir": PATH}``
+* ``{"add": KEY, "container": ID}`` (a Docker container, removed with ``docker rm -f``)
+* ``{"del": KEY}``
+"""
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+MNT_DETACH = 2
+
+
+def proc_start(pid):
+    """The start time of process ``pid`` (clock ticks since boot), or ``None`` if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(b")") + 2 :].split()[19])
+
+
+def _kill_cgroup(directory):
+    kill_file = os.path.join(directory, "cgroup.kill")
+    if os.path.exists(kill_file):
+        with contextlib.suppress(OSError), open(kill_file, "w") as f:
+            f.write("1")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            with open(os.path.join(directory, "cgroup.procs")) as f:
+                pids = [int(x) for x in f.read().split()]
+        except OSError:
+            return
+        if not pids:
+            return
+        for p in pids:
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGKILL)
+        time.sleep(0.01)
+
+
+def clean(entry):
+    """Tear down one registered sandbox (best effort: each step runs even if an earlier one failed)."""
+    for directory in entry.get("cgroups", []):
+        _kill_cgroup(directory)
+    for pid, start in entry.get("procs", []):
+        if start is not None and proc_start(pid) == start:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    if entry.get("container"):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                ["docker", "rm", "-f", entry["container"]],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=60,
+            )
+    time.sleep(0.05)  # let the killed processes release the mount
+    if entry.get("mount"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.umount2(entry["mount"].encode(), MNT_DETACH)
+    if entry.get("dir"):
+        shutil.rmtree(entry["dir"], ignore_errors=True)
+    for directory in entry.get("cgroups", []):
+        for _ in range(100):
+            try:
+                os.rmdir(directory)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)
+
+
+_client = None  # (pid of the driver that started it, Popen)
+_client_lock = None
+
+
+def _send(msg):
+    """Write one message to this process's janitor, starting it first if needed. Best effort: a sandbox
+    still works (and ``ltenv gc`` still cleans up) if the janitor cannot run."""
+    global _client, _client_lock
+    import threading
+
+    if _client_lock is None:
+        _client_lock = threading.Lock()
+    line = (json.dumps(msg) + "\n").encode()
+    with _client_lock:
+        if _client is None or _client[0] != os.getpid() or _client[1].poll() is not None:
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            except OSError:
+                return
+            _client = (os.getpid(), proc)
+        with contextlib.suppress(OSError, ValueError):
+            _client[1].stdin.write(line)
+            _client[1].stdin.flush()
+
+
+def register(key, **entry):
+    """Have the janitor tear this sandbox down if the driver dies before :func:`unregister`."""
+    _send({"add": key, **entry})
+
+
+def unregister(key):
+    _send({"del": key})
+
+
+def main():
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    live = {}
+    for line in sys.stdin.buffer:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if "add" in msg:
+            live[msg["add"]] = msg
+        elif "del" in msg:
+            live.pop(msg["del"], None)
+    for entry in live.values():
+        clean(entry)
+
+
+if __name__ == "__main__":
+    main()
