@@ -492,7 +492,7 @@ class ImageStore:
             image = self.image_map.lookup(env.docker_image) or env.docker_image
             self.ensure_base(image, registry=registry)
             return image
-        dockerfile = task.dockerfile
+        dockerfile = _checked_context(task)
         if dockerfile is None:
             raise ImageError(f"task {task.name!r}: no Dockerfile at {task.environment_dir}")
         subs, dockerfile_name, build_args = self._build_inputs(task)
@@ -804,6 +804,21 @@ class ImageStore:
                 total += sum(f.lstat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
                 _rmtree(p)
         return total
+
+
+def _checked_context(task: Task) -> Path | None:
+    """The task's Dockerfile, once its build context is checked again (the folder may have changed since it
+    loaded): nothing the host reads there leads outside the task folder. ``docker build`` sends the context's
+    other links as links and never follows them."""
+    from ltenv.errors import TaskLoadError
+    from ltenv.tasks.contain import check_build_context
+
+    try:
+        dockerfile = task.dockerfile
+        check_build_context(task.path, task.environment_dir, dockerfile)
+    except TaskLoadError as e:
+        raise ImageError(f"not building {task.name!r}: {e}") from None
+    return dockerfile
 
 
 def _stat_signature(root: Path) -> tuple:

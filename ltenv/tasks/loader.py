@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ltenv.errors import SuiteLoadError, TaskLoadError
+from ltenv.tasks.contain import Escape, find_escapes, refuse
 from ltenv.tasks.discovery import discover
 from ltenv.tasks.model import TASK_NAME_RE, OracleSpec, Task, TaskConfig, VerifierSpec
 
@@ -24,7 +25,8 @@ def _format_loc(loc: tuple) -> str:
 def load_task(path: Path | str) -> Task:
     """Load and validate one task folder: Harbor / TB 2.0 (``task.toml``) or Terminal-Bench 1.x (``task.yaml``).
 
-    A folder with both files is read as Harbor (``task.toml`` wins).
+    A folder with both files is read as Harbor (``task.toml`` wins). A path of the folder that leads outside it
+    (a symlink, at any depth) is refused before anything is read (see :mod:`ltenv.tasks.contain`).
 
     Raises:
         TaskLoadError: naming the folder, the file and the field that is wrong.
@@ -45,6 +47,8 @@ def load_task(path: Path | str) -> Task:
 
             return load_terminal_bench_task(folder)
         raise TaskLoadError(folder, "task.toml", None, "missing (and no Terminal-Bench task.yaml either)")
+    escapes = find_escapes(folder)
+    refuse(folder, [e for e in escapes if e.rel == "task.toml"])  # before reading it
     try:
         raw = tomllib.loads(toml_path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
@@ -58,6 +62,7 @@ def load_task(path: Path | str) -> Task:
         first = _format_loc(tuple(errs[0]["loc"]))
         detail = "; ".join(f"{_format_loc(tuple(x['loc']))}: {x['msg']}" for x in errs)
         raise TaskLoadError(folder, "task.toml", first, detail) from None
+    _check_contained(folder, config, escapes)
 
     instr_path = folder / "instruction.md"
     if not instr_path.is_file():
@@ -93,6 +98,23 @@ def _inside(folder: Path, rel: str) -> Path | None:
     if p.is_absolute() or ".." in p.parts:
         return None
     return folder / p
+
+
+def _check_contained(folder: Path, config: TaskConfig, escapes: list[Escape]) -> None:
+    """No path the task uses leads outside the folder (see :mod:`ltenv.tasks.contain`); ``environment/``,
+    when the image is built from it, may hold links that only the image resolves."""
+    if not escapes:
+        return
+    env = config.environment
+    host_read: dict[str, str | None] = {}
+    for key in ("setup_files", "setup_script"):
+        rel = getattr(env, key)
+        if rel is not None and _inside(folder, rel) is not None:
+            host_read[rel] = f"[environment] {key}"
+    for rel in ("instruction.md", "tests", "solution", "environment/Dockerfile", "environment/.dockerignore"):
+        host_read.setdefault(rel, None)
+    context = None if env.docker_image else "environment"
+    refuse(folder, escapes, context=context, host_read=host_read)
 
 
 def _check_setup(folder: Path, config: TaskConfig) -> None:

@@ -276,7 +276,10 @@ class Task(BaseModel):
         compose = self.terminal_bench.compose if self.terminal_bench else None
         name = compose.dockerfile if compose else "Dockerfile"
         p = self.environment_dir / name
-        return p if p.is_file() else None
+        if not p.is_file():
+            return None
+        self._check_inside([p])  # read on the host (FROM lines, docker build)
+        return p
 
     @property
     def solution_dir(self) -> Path:
@@ -330,13 +333,19 @@ class Task(BaseModel):
     def setup_files_dir(self) -> Path | None:
         """``[environment] setup_files`` as a path, or ``None``."""
         rel = self.config.environment.setup_files
-        return self.path / rel if rel else None
+        if not rel:
+            return None
+        self._check_inside([self.path / rel], "[environment] setup_files")  # copied into the sandbox
+        return self.path / rel
 
     @property
     def setup_script_path(self) -> Path | None:
         """``[environment] setup_script`` as a path, or ``None``."""
         rel = self.config.environment.setup_script
-        return self.path / rel if rel else None
+        if not rel:
+            return None
+        self._check_inside([self.path / rel], "[environment] setup_script")
+        return self.path / rel
 
     @property
     def oracle_commands(self) -> list[str] | None:
@@ -346,6 +355,7 @@ class Task(BaseModel):
         p = self.solution_dir / "commands.json"
         if not p.is_file():
             return None
+        self._check_inside([p])
         import json
 
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -357,7 +367,9 @@ class Task(BaseModel):
             from ltenv.tasks.terminal_bench import verifier_spec
         else:
             from ltenv.tasks.loader import verifier_spec
-        return verifier_spec(self)
+        spec = verifier_spec(self)
+        self._check_inside([spec.script, spec.tests_dir])  # about to be read and copied into the sandbox
+        return spec
 
     def oracle_spec(self) -> OracleSpec | None:
         """The reference solution (see :class:`OracleSpec`), or ``None`` if the task has none."""
@@ -367,7 +379,16 @@ class Task(BaseModel):
             from ltenv.tasks.terminal_bench import oracle_spec
         else:
             from ltenv.tasks.loader import oracle_spec
-        return oracle_spec(self)
+        spec = oracle_spec(self)
+        self._check_inside([spec.files])  # about to be copied into the sandbox
+        return spec
+
+    def _check_inside(self, paths: list[Path | None], field: str | None = None) -> None:
+        """Paths read or copied at run time still stay inside the folder: it may have changed since it loaded
+        (see :mod:`ltenv.tasks.contain`). Raises :class:`~ltenv.errors.TaskLoadError` naming the file."""
+        from ltenv.tasks.contain import check_paths
+
+        check_paths(self.path, paths, field=field)
 
     def checksum(self) -> str:
         """sha256 over every file of the task (paths and contents), stable across machines."""

@@ -14,12 +14,14 @@ A Terminal-Bench 1.x folder::
 
 What is refused (a :class:`~ltenv.errors.TaskLoadError` naming folder, file and field): parsers other than
 ``pytest``, compose files with several services, compose volumes other than Terminal-Bench's log mounts,
-build contexts outside the task folder, and compose build options that would change the image
-(``target``, ``dockerfile_inline``, ``secrets``...).
+build contexts outside the task folder, compose build options that would change the image
+(``target``, ``dockerfile_inline``, ``secrets``...), and symlinks that lead outside the task folder
+(see :mod:`ltenv.tasks.contain`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ltenv.errors import TaskLoadError
+from ltenv.tasks.contain import Escape, build_context_rules, find_escapes, refuse
 from ltenv.tasks.model import (
     AgentConfig,
     ComposeService,
@@ -304,6 +307,9 @@ def load_compose(folder: Path, task_name: str) -> ComposeService | None:
         rel = ctx.relative_to(folder.resolve()).as_posix()
         fields["build_context"] = "." if rel in ("", ".") else rel
         dockerfile = interp(build.get("dockerfile", "Dockerfile"), f"{base}.build.dockerfile")
+        lexical = Path(os.path.normpath(ctx / dockerfile))
+        if lexical.is_relative_to(folder.resolve()):  # a link out is named as such, not as "not found"
+            refuse(folder, find_escapes(folder, lexical.relative_to(folder.resolve())))
         df = (ctx / dockerfile).resolve()
         if not df.is_relative_to(ctx) or not df.is_file():
             raise TaskLoadError(
@@ -374,6 +380,21 @@ def load_solution_yaml(folder: Path) -> list[TerminalCommand]:
     return out
 
 
+def _check_contained(folder: Path, compose: ComposeService | None, escapes: list[Escape]) -> None:
+    """No path the task uses leads outside the folder (see :mod:`ltenv.tasks.contain`); the image's build
+    context may hold links that only the image resolves, outside the files read on the host."""
+    host_read: dict[str, str | None] = dict.fromkeys(
+        ("task.yaml", *COMPOSE_FILES, "run-tests.sh", "tests", "solution.sh", "solution.yaml")
+    )
+    context = None
+    if compose is None or compose.build_context is not None:
+        ctx = folder / compose.build_context if compose is not None and compose.build_context else folder
+        dockerfile = ctx / (compose.dockerfile if compose is not None else "Dockerfile")
+        context, read = build_context_rules(ctx, dockerfile, folder)
+        host_read.update(read)
+    refuse(folder, escapes, context=context, host_read=host_read)
+
+
 def load_terminal_bench_task(folder: Path) -> Task:
     """Load a Terminal-Bench 1.x folder (``task.yaml``). The folder name is the task name.
 
@@ -381,6 +402,8 @@ def load_terminal_bench_task(folder: Path) -> Task:
         TaskLoadError: naming the folder, the file and the field that is wrong or unsupported.
     """
     name = folder.name
+    escapes = find_escapes(folder)
+    refuse(folder, [e for e in escapes if e.rel in ("task.yaml", *COMPOSE_FILES)])  # before reading them
     data = _read_yaml(folder, "task.yaml")
     if not isinstance(data, dict):
         raise TaskLoadError(folder, "task.yaml", None, "expected a mapping of fields")
@@ -397,6 +420,8 @@ def load_terminal_bench_task(folder: Path) -> Task:
         )
 
     compose = load_compose(folder, name)
+    if escapes:
+        _check_contained(folder, compose, escapes)
     docker_image = compose.image if compose is not None else None
     if compose is None and not (folder / "Dockerfile").is_file():
         raise TaskLoadError(folder, "Dockerfile", None, "missing (and there is no docker-compose.yaml)")
