@@ -589,6 +589,8 @@ class BwrapSandbox(Sandbox):
         seccomp_fd = os.open(self._seccomp_path(), os.O_RDONLY | os.O_CLOEXEC)
         info_r, info_w = os.pipe()
         keeper_r, keeper_w = os.pipe()
+        args_r, args_w = os.pipe()
+        passed = (info_w, args_r, seccomp_fd)  # descriptors bwrap inherits: the terminal must not land on one
         master = slave = tty_fd = None
         # The keeper announces itself: bwrap writes --info-fd before the child has finished pivoting into the
         # new root, so joining its namespaces earlier could land in a half-built sandbox. With a pty request
@@ -600,14 +602,13 @@ class BwrapSandbox(Sandbox):
             # POSIX sh only redirects single-digit descriptors: the terminal goes to a fixed one in the child.
             # It is placed there by _child_setup (dup2 in the child), never reserved in this process: a
             # low descriptor number here may belong to another thread and be closed at any moment.
-            tty_fd = next(d for d in (9, 8, 7) if d != info_w)
+            tty_fd = next(d for d in (9, 8, 7, 6, 5) if d not in passed)
             assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in pty.env.items())
             redirs = f"<&{tty_fd} >&{tty_fd} 2>&{tty_fd} {tty_fd}>&-"
             keeper += f"; {assigns} {shlex.join(pty.argv)} {redirs}; exec {tty_fd}>&-"
         keeper += "; read _ignored; exit 0"
         args += ["--seccomp", str(seccomp_fd), "--info-fd", str(info_w)]
         # Options travel through a pipe: the sandbox's process list shows "bwrap --args N", no host paths.
-        args_r, args_w = os.pipe()
         data = b"".join(a.encode() + b"\0" for a in args)
         if len(data) > 60000:
             raise SandboxError("bwrap's arguments exceed a pipe's buffer")
