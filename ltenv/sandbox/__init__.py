@@ -8,7 +8,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from ltenv.sandbox.base import ExecResult, PtyProcess, PtyRequest, Sandbox, SandboxSetup, SandboxSpec
+from ltenv.sandbox.base import (
+    DEFAULT_STORAGE_MB,
+    ExecResult,
+    PtyProcess,
+    PtyRequest,
+    Sandbox,
+    SandboxSetup,
+    SandboxSpec,
+)
 
 if TYPE_CHECKING:
     from ltenv.sandbox.images import ImageStore
@@ -30,6 +38,7 @@ def spec_for(task: Task, **overrides) -> SandboxSpec:
         memory_mb=env.memory_mb,
         cpus=env.cpus,
         pids_limit=env.pids_limit,
+        storage_mb=env.storage_mb or DEFAULT_STORAGE_MB,
         lifetime_sec=task.config.agent.timeout_sec + task.config.verifier.timeout_sec + 300,
     )
     if task.container_workdir:

@@ -25,6 +25,10 @@ DEFAULT_ENV = {
 }
 
 
+DEFAULT_STORAGE_MB = 10240
+"""Disk a sandbox may fill when its task sets no ``storage_mb``: its writes beyond that fail with ``ENOSPC``."""
+
+
 @dataclass
 class SandboxSpec:
     """What a sandbox is started with. Backends read the fields they support."""
@@ -37,6 +41,8 @@ class SandboxSpec:
     memory_mb: int = 2048
     cpus: float = 1.0
     pids_limit: int = 512
+    storage_mb: int | None = DEFAULT_STORAGE_MB
+    """Disk the sandbox may fill (its writable layer, ``/tmp`` included); ``None``: no limit."""
     lifetime_sec: float | None = None
     """Hard wall-clock limit: the sandbox is killed after this long, whatever runs in it."""
     hostname: str = "sandbox"

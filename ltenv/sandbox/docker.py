@@ -10,7 +10,12 @@ Per episode:
 * other programs (the verifier, file copies) run as exec's with stdin / stdout / stderr multiplexed on
   the attached socket, bounded output and a timeout that kills the program's whole process tree;
 * every container carries ``ltenv.*`` labels naming its owner process, so :func:`gc_containers`
-  (``ltenv gc``) removes the containers of processes that died without closing them.
+  (``ltenv gc``) removes the containers of processes that died without closing them;
+* between create and start, the container's writable layer and its engine-managed files (``/etc/hosts``...)
+  move onto a filesystem of the task's ``storage_mb`` (:func:`ltenv.sandbox.disk.attach_container`), so a
+  runaway write ends with ``ENOSPC`` inside instead of filling the engine's disk. That needs the engine on
+  this machine, in our mount namespace, with the overlay2 driver, and this process as root; elsewhere the
+  container runs without a disk limit, after one warning.
 
 Works against any Engine-API compatible socket (``DOCKER_HOST``), e.g. Podman's
 ``unix:///run/podman/podman.sock``. Nothing here assumes the engine runs on this machine.
@@ -31,11 +36,13 @@ import tarfile
 import threading
 import time
 import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ltenv.errors import SandboxError
 from ltenv.fdwait import wait_fds
 from ltenv.output import HeadTailBuffer
+from ltenv.sandbox import disk
 from ltenv.sandbox.base import DEFAULT_ENV, ExecResult, PtyProcess, PtyRequest, Sandbox, SandboxSpec
 
 if TYPE_CHECKING:
@@ -220,6 +227,7 @@ class DockerSandbox(Sandbox):
         self._closed = False
         self._lock = threading.Lock()
         self._exit_reason: str | None = None
+        self._disk: disk.Scratch | None = None
         self.api = api_client()
 
     # ------------------------------------------------------------------ lifecycle
@@ -260,7 +268,10 @@ class DockerSandbox(Sandbox):
         _live.add(self)
         try:
             self.container_id = self._create(env, labels, host_config, lifetime)
+            self._disk = self._limit_disk()
             self.api.start(self.container_id)
+            if self._disk is not None:
+                self._check_disk()
             if pty is not None:
                 self.primary_pty = self.spawn_pty(
                     pty.argv, env=pty.env, rows=pty.rows, cols=pty.cols, echo=pty.echo
@@ -268,6 +279,48 @@ class DockerSandbox(Sandbox):
         except BaseException:
             self.close()
             raise
+
+    def _limit_disk(self) -> disk.Scratch | None:
+        """Move the created container's writable layer and files onto a filesystem of ``storage_mb``
+        (``None`` where that cannot be done here, after one warning)."""
+        if self.spec.storage_mb is None:
+            return None
+        why = _disk_unavailable()
+        if why:
+            disk.warn_unlimited(why)
+            return None
+        try:
+            graph = self.api.inspect_container(self.container_id).get("GraphDriver") or {}
+        except Exception as e:
+            raise self._dead("inspecting the new container", e) from None
+        upper = (graph.get("Data") or {}).get("UpperDir")
+        if graph.get("Name") != "overlay2" or not upper:
+            disk.warn_unlimited(f"the Docker storage driver is {graph.get('Name')!r}, not overlay2")
+            return None
+        layer = Path(upper).parent
+        if not layer.is_dir():
+            disk.warn_unlimited(f"the Docker engine's layer folders ({layer.parent}) are not on this machine")
+            return None
+        files = layer.parent.parent / "containers" / str(self.container_id)
+        return disk.attach_container(layer, files if files.is_dir() else None, self.spec.storage_mb)
+
+    def _check_disk(self) -> None:
+        """Once per process: the started container's root must be on the filesystem made for it (an engine in
+        another mount namespace would not see it, and the container would write to the engine's disk)."""
+        global _disk_verified
+        if _disk_verified or self._disk is None:
+            return
+        pid = self._host_pid()
+        try:
+            seen, made = os.statvfs(f"/proc/{pid}/root"), os.statvfs(self._disk.path / "diff")
+            ok = pid > 0 and (seen.f_blocks, seen.f_files) == (made.f_blocks, made.f_files)
+        except OSError:
+            ok = False
+        if ok:
+            _disk_verified = True
+            return
+        _disk_off.append("the Docker engine does not see this process's mounts (another mount namespace)")
+        disk.warn_unlimited(_disk_off[0])
 
     def _create(self, env: dict[str, str], labels: dict[str, str], host_config: dict, lifetime: int) -> str:
         workdir = self.spec.workdir or self.image_config.workdir or "/"
@@ -329,6 +382,9 @@ class DockerSandbox(Sandbox):
             except Exception as e:
                 if "no such container" not in str(e).lower() and "404" not in str(e):
                     log.warning("removing container %s failed: %s", self.container_id[:12], _api_error(e))
+        if self._disk is not None:
+            self._disk.release()  # the engine unmounted it already; an engine that did not leaves nothing either
+            self._disk = None
         _live.discard(self)
 
     def __del__(self):
@@ -635,6 +691,18 @@ class _Demux:
 
 
 CTL_MOUNT = "/run/ltenv"
+_disk_verified = False
+_disk_off: list[str] = []  # why disk quotas turned out not to work with this engine, once known
+
+
+def _disk_unavailable() -> str | None:
+    """Why containers of this process cannot get a disk quota, or ``None``."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        return f"the Docker engine is on another machine ({host})"
+    return _disk_off[0] if _disk_off else disk.unavailable()
+
+
 _pristine: dict[str, tuple] = {}
 _pristine_lock = threading.Lock()
 
@@ -740,6 +808,8 @@ def gc_containers(*, verbose: bool = False, quiet: bool = False) -> int:
         except Exception as e:
             if not quiet:
                 log.warning("removing container %s failed: %s", c["Id"][:12], _api_error(e))
+    with contextlib.suppress(OSError):
+        disk.gc_scratch(verbose)  # what the engine did not unmount (containers removed by hand, ...)
     return removed
 
 
