@@ -104,10 +104,12 @@ def test_200_episodes_with_killed_drivers_leave_nothing_behind(store, bwrap_ok, 
     # ... and nothing is left after it: containers, overlay mounts, episode dirs, processes.
     assert containers() == []
     rt = runtime_dir()
-    leftover_dirs = [d.name for d in rt.iterdir() if d.name.split("-", 1)[0] in ours] if rt.is_dir() else []
+    leftover_dirs = (
+        [d.name for d in rt.iterdir() if d.name.split("-", 1)[0].split(".")[0] in ours] if rt.is_dir() else []
+    )
     assert leftover_dirs == []
     mounts = [line for line in Path("/proc/mounts").read_text().splitlines() if str(rt) in line]
-    assert [m for m in mounts if any(f"/{p}-" in m for p in ours)] == []
+    assert [m for m in mounts if any(f"/{p}-" in m or f"/{p}." in m for p in ours)] == []
     deadline = time.monotonic() + 10
     while _host_processes_with(MARK) and time.monotonic() < deadline:
         time.sleep(0.2)
