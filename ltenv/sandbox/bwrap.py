@@ -40,7 +40,7 @@ from pathlib import Path
 
 from ltenv.errors import SandboxError
 from ltenv.fdwait import wait_fds
-from ltenv.sandbox import confine, janitor, kernel
+from ltenv.sandbox import confine, disk, janitor, kernel
 from ltenv.sandbox.base import (
     DEFAULT_ENV,
     ExecResult,
@@ -177,6 +177,8 @@ def gc_stale(verbose: bool = False) -> int:
     """Unmount and delete episode directories (and cgroups) left by processes that died without closing."""
     root = runtime_dir()
     removed = 0
+    with contextlib.suppress(OSError):
+        disk.gc_scratch(verbose)
     if not root.is_dir():
         return 0
     for d in root.iterdir():
@@ -495,6 +497,7 @@ class BwrapSandbox(Sandbox):
         self._spawn: _Spawner | None = None
         self.expired = False
         self._pasta: int | None = None
+        self._disk: disk.Scratch | None = None
         self._janitor_key = ""
         self._held_fds: list[int] = []  # terminals whose hangup would signal bwrap: closed last
         env = dict(DEFAULT_ENV)
@@ -520,18 +523,23 @@ class BwrapSandbox(Sandbox):
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         name = f"{_owner_tag()}-{next(_counter)}-{secrets.token_hex(3)}"
         self.dir = root / name
-        for sub in ("upper", "work", "merged", "ctl"):
+        for sub in ("merged", "ctl"):
             (self.dir / sub).mkdir(parents=True)
-        if confine.confined():
-            # bwrap runs as the sandbox's root (an unprivileged host uid): it must pass through these folders
-            # to bind the root and the control mount; their names are unguessable and nothing is listable.
-            os.chmod(root, 0o711)
-            os.chmod(self.dir, 0o711)
-            os.chmod(self.dir / "ctl", 0o755)
-            first = confine.subid_range()[0]
-            os.chown(self.dir / "upper", first, first)
         _live.add(self)
         try:
+            # The episode's writes go to a filesystem of the task's storage size: a runaway write ends with
+            # ENOSPC inside the sandbox, not on the host's disk.
+            self._disk = disk.Scratch.create(self.dir / "disk", self.spec.storage_mb)
+            for sub in ("upper", "work"):
+                (self._disk.path / sub).mkdir()
+            if confine.confined():
+                # bwrap runs as the sandbox's root (an unprivileged host uid): it must pass through these
+                # folders to bind the root and the control mount; names are unguessable, nothing is listable.
+                os.chmod(root, 0o711)
+                os.chmod(self.dir, 0o711)
+                os.chmod(self.dir / "ctl", 0o755)
+                first = confine.subid_range()[0]
+                os.chown(self._disk.path / "upper", first, first)
             self._start(name, pty)
         except BaseException:
             self.close()
@@ -542,7 +550,8 @@ class BwrapSandbox(Sandbox):
             name,
             procs=[[p, janitor.proc_start(p)] for p in procs if p],
             cgroups=[str(d) for d in self._limits.dirs.values()] if self._limits else [],
-            mount=str(self.dir / "merged") if self._mount == "kernel" else "",
+            mounts=[str(self.dir / "merged")] * (self._mount == "kernel")
+            + [str(m) for m in (self._disk.mounts if self._disk else [])],
             dir=str(self.dir),
         )
 
@@ -557,11 +566,9 @@ class BwrapSandbox(Sandbox):
         if confined:
             userns = confine.sandbox_userns()
             owner = confine.subid_range()[0]
-            self._mount = _mount_idmapped_overlay(
-                lower, self.dir / "upper", self.dir / "work", merged, userns
-            )
+            self._mount = _mount_idmapped_overlay(lower, self._upper, self._disk_dir / "work", merged, userns)
         else:
-            self._mount = _mount_overlay(lower, self.dir / "upper", self.dir / "work", merged)
+            self._mount = _mount_overlay(lower, self._upper, self._disk_dir / "work", merged)
         self._prepare_root(merged, owner)
 
         self._limits = CgroupLimits.create(
@@ -832,8 +839,12 @@ class BwrapSandbox(Sandbox):
         if self._limits is not None:
             self._limits.destroy()
         if self.dir is not None:
+            if self._disk is not None:
+                self._disk.discard()  # what the agent wrote is not written back to the host on unmount
             if self._mount:
                 _umount(self.dir / "merged", self._mount)
+            if self._disk is not None:
+                self._disk.release()
             _rmtree(self.dir)
         if self._janitor_key:
             janitor.unregister(self._janitor_key)
@@ -1001,7 +1012,16 @@ class BwrapSandbox(Sandbox):
     @property
     def upper_dir(self) -> Path | None:
         """Host path of the episode's copy-on-write layer (what the episode changed), for inspection."""
-        return self.dir / "upper" if self.dir else None
+        return self._upper if self.dir is not None and self._disk is not None else None
+
+    @property
+    def _disk_dir(self) -> Path:
+        assert self._disk is not None
+        return self._disk.path
+
+    @property
+    def _upper(self) -> Path:
+        return self._disk_dir / "upper"
 
 
 @atexit.register

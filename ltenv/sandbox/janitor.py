@@ -12,7 +12,8 @@ SIGINT and SIGTERM until its work is done.
 
 Messages (one JSON object per line):
 
-* ``{"add": KEY, "procs": [[PID, START], ...], "cgroups": [DIR, ...], "mount": PATH, "dir": PATH}``
+* ``{"add": KEY, "procs": [[PID, START], ...], "cgroups": [DIR, ...], "mounts": [PATH, ...], "dir": PATH}``
+  (mounts are detached in order, before the folder is deleted)
 * ``{"add": KEY, "container": ID}`` (a Docker container, removed with ``docker rm -f``)
 * ``{"del": KEY}``
 """
@@ -77,9 +78,9 @@ def clean(entry):
                 timeout=60,
             )
     time.sleep(0.05)  # let the killed processes release the mount
-    if entry.get("mount"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.umount2(entry["mount"].encode(), MNT_DETACH)
+    libc = ctypes.CDLL(None, use_errno=True)
+    for mount in [entry["mount"]] if entry.get("mount") else entry.get("mounts", []):
+        libc.umount2(mount.encode(), MNT_DETACH)
     if entry.get("dir"):
         shutil.rmtree(entry["dir"], ignore_errors=True)
     for directory in entry.get("cgroups", []):
