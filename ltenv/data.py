@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 TRAJECTORIES_FILE = "trajectories.jsonl"
 
 #: Terminations that are not the model's doing: such episodes are never exported (not even as rejected).
+#: ``resource_limit`` is not one of them: the agent exhausted its own sandbox (a fork bomb, a memory hog), so
+#: like a timeout it is the model's outcome (reward 0, a rejected example for preference pairs).
 INFRA_TERMINATIONS: tuple[str, ...] = ("sandbox_error", "policy_error")
 
 TrajectorySource = Trajectory | dict[str, Any] | str | Path

@@ -82,6 +82,12 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
 
     In both modes :data:`ltenv.SUBMIT` runs the verifier and ends the episode.
 
+    A step in which the sandbox hit its memory or process limit (the kernel's counters say so) names it in
+    the observation and in ``info["limits_hit"]``; the episode goes on, in command mode with a fresh shell
+    if the kernel killed the shell. Where the exhaustion leaves the sandbox unusable (it died, its shell
+    cannot be restarted, or the verifier cannot run in it) the episode ends with ``termination`` set to
+    ``"resource_limit"`` and reward 0: the agent's outcome, not an infrastructure error.
+
     Args:
         task: a task folder path or a loaded :class:`~ltenv.tasks.Task`.
         backend: sandbox backend: ``"bwrap"`` (daemonless, default) or ``"docker"``.
@@ -158,6 +164,8 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
         self._done = True
         self._transcript: list[str] = []
         self.last_verification: VerifierResult | None = None
+        self._limit_counts: dict[str, int] = {}  # the sandbox's resource_events() at the last reading
+        self._step_limits: list[str] = []  # limits hit during the current step
 
     # ------------------------------------------------------------------ Gymnasium API
     def reset(
@@ -193,6 +201,7 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
         self._t0 = time.monotonic()
         self._done = False
         self.last_verification = None
+        self._limit_counts, self._step_limits = self.sandbox.resource_events(), []
         workdir = self.sandbox.spec.workdir
         intro = f"{self.task.instruction.rstrip()}\n\nCurrent terminal state:\n"
         obs: str | dict[str, str]
@@ -229,6 +238,7 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
         if remaining <= 0:
             return self._finish("time_limit", terminated=False, obs_prefix="")
         self._steps += 1
+        self._step_limits = []
         try:
             res = self.shell.run(action, timeout=min(self.command_timeout, remaining))
         except (SandboxError, ShellError) as e:
@@ -245,6 +255,23 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
             "shell_restarted": res.shell_restarted,
             "step": self._steps,
         }
+        if hit := self._poll_limits():
+            obs += f"\n[{self._limit_text(hit)}]\n"
+            info["limits_hit"] = hit
+            if res.shell_exited and self.sandbox is not None and self.sandbox.alive:
+                # The kernel killed the shell, not the agent's `exit`: the sandbox lives, so the episode does.
+                try:
+                    self.shell.restart()
+                except (SandboxError, ShellError) as e:
+                    self._transcript.append(f"$ {action}\n{obs}")
+                    why = f"the shell was killed and could not be restarted ({self._died(str(e))})"
+                    return self._finish(
+                        "resource_limit", terminated=False, obs_prefix=obs, extra=info, error=why
+                    )
+                res.shell_exited, info["shell_restarted"] = False, True
+                obs += (
+                    "[the shell was killed; a new one started (working directory, variables, jobs reset)]\n"
+                )
         self._transcript.append(f"$ {action}\n{obs}")
         if self.render_mode == "human":
             self.render()
@@ -263,6 +290,7 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
         if remaining <= 0:
             return self._finish("time_limit", terminated=False, obs_prefix="")
         self._steps += 1
+        self._step_limits = []
         info: dict[str, Any] = {
             "step": self._steps,
             "wait_s": 0.0,
@@ -293,12 +321,18 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
                 info["unsent_bytes"] = res.unsent_bytes
             if self.info_timings:
                 info["duration_s"] = res.duration_s
+            if hit := self._poll_limits():
+                output += f"\n[{self._limit_text(hit)}]\n"
+                info["limits_hit"] = hit
         self._last_screen = session.screen()
         self._transcript.append(f"[keys] {action}\n{output}")
         if self.render_mode == "human":
             self.render()
         if res is not None and res.shell_exited:
-            return self._finish("shell_exited", terminated=False, obs_prefix=output, extra=info)
+            # A shell the kernel killed at a limit is not restarted in keys mode (the screen would lie).
+            reason = "resource_limit" if self._step_limits else "shell_exited"
+            why = "the shell was killed" if self._step_limits else None
+            return self._finish(reason, terminated=False, obs_prefix=output, extra=info, error=why)
         if self._steps >= self.max_steps:
             return self._finish("max_steps", terminated=False, obs_prefix=output, extra=info)
         if time.monotonic() - self._t0 >= self.max_episode_seconds:
@@ -311,6 +345,26 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
             return f"the sandbox died: {self.sandbox.exit_reason()}"
         return fallback
 
+    def _poll_limits(self) -> list[str]:
+        """The limits (``memory``, ``pids``) the sandbox hit since the last reading of its counters; they are
+        also added to the current step's list."""
+        if self.sandbox is None:
+            return []
+        counts = self.sandbox.resource_events()
+        hit = [k for k in sorted(counts) if counts[k] > self._limit_counts.get(k, 0)]
+        self._limit_counts.update(counts)
+        self._step_limits += [k for k in hit if k not in self._step_limits]
+        return hit
+
+    def _limit_text(self, hit: list[str]) -> str:
+        assert self.sandbox is not None
+        spec = self.sandbox.spec
+        what = {
+            "memory": f"its memory limit ({spec.memory_mb} MB): the kernel killed a process (out of memory)",
+            "pids": f"its process limit ({spec.pids_limit} processes): new processes could not be started",
+        }
+        return "the sandbox hit " + "; and ".join(what.get(k, f"its {k} limit") for k in hit)
+
     def _finish(
         self,
         reason: str,
@@ -320,22 +374,53 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
         extra: dict | None = None,
         error: str | None = None,
     ) -> tuple[Any, float, bool, bool, dict]:
-        """End the episode: run the verifier (whatever the reason) and report the reward."""
+        """End the episode: run the verifier and report the reward.
+
+        The verifier runs whatever the reason, except ``resource_limit``: the agent exhausted a limit of its
+        own sandbox (memory, processes) and that left the sandbox or its shell unusable, or kept the verifier
+        from running. The reward is then 0, an outcome of the agent's like a timeout, not an infrastructure
+        error: the counters of the sandbox's cgroup (:meth:`~ltenv.sandbox.Sandbox.resource_events`) show the
+        limit hit while the failing step or the verifier ran.
+        """
         self._done = True
         if reason == "shell_exited" and self.sandbox is not None and not self.sandbox.alive:
             # Not the agent's `exit`: the sandbox itself died (killed, out of memory, lifetime over).
             reason, error = "sandbox_error", self._died("")
+        hits = self._step_limits  # hit during the step that ends the episode
+        if reason == "sandbox_error":
+            self._poll_limits()
+            if hits:
+                reason = "resource_limit"
+        if reason == "resource_limit":
+            result = VerifierResult(
+                0.0, False, notes=["not verified: the agent exhausted its sandbox's limits"]
+            )
+        else:
+            try:
+                assert self.sandbox is not None
+                result = verify(self.sandbox, self.task, offline=self.offline_tests)
+            except LtenvError as e:
+                result = VerifierResult(0.0, False, error=f"verification failed: {e}")
+            if result.error and not result.tampered and (hits := self._poll_limits()):
+                reason, error = "resource_limit", "the verifier could not run"
+                result = VerifierResult(
+                    0.0,
+                    False,
+                    runner=result.runner,
+                    notes=[
+                        *result.notes,
+                        "not verified: the agent exhausted its sandbox's limits",
+                        f"the verifier could not run: {result.error}",
+                    ],
+                )
+        if reason == "resource_limit":
+            error = f"{self._limit_text(hits)}; {error or 'the sandbox is unusable'}"
+        self.last_verification = result
         info: dict[str, Any] = dict(extra or {})
         info["termination"] = reason
         info["shell_exited"] = reason == "shell_exited"
         if error:
             info["error"] = error
-        try:
-            assert self.sandbox is not None
-            result = verify(self.sandbox, self.task, offline=self.offline_tests)
-        except LtenvError as e:
-            result = VerifierResult(0.0, False, error=f"verification failed: {e}")
-        self.last_verification = result
         info.update(
             reward=result.reward,
             passed=result.passed,
@@ -359,6 +444,7 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
             "time_limit": f"[episode truncated: {self.max_episode_seconds:g}s wall-clock budget used]\n",
             "shell_exited": "[the shell exited; episode over]\n",
             "sandbox_error": f"[sandbox error: {error}]\n",
+            "resource_limit": f"[episode over: {error}]\n",
         }[reason]
         obs: str | dict[str, str] = obs_prefix + note
         if isinstance(self.shell, KeysSession):

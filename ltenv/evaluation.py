@@ -32,6 +32,7 @@ FAILURE_MODES: tuple[str, ...] = (
     "policy_error",  # the policy failed (endpoint down after retries, exception)
     "context_overflow",  # the prompt no longer fit the model's context
     "parse_error",  # too many consecutive malformed replies
+    "resource_limit",  # the agent exhausted its sandbox's memory or process limit, which broke it
     "test_timeout",  # the verifier timed out
     "verifier_error",  # the verifier failed otherwise (no reward file, crashed script): no valid reward
     "agent_timeout",  # the agent used up its turns (max_steps) or wall-clock budget (time_limit)
@@ -73,7 +74,7 @@ def classify_failure(traj: Trajectory) -> str | None:
     if episode_passed(traj):
         return None
     term = traj.termination
-    if term in ("sandbox_error", "policy_error", "context_overflow", "parse_error"):
+    if term in ("sandbox_error", "policy_error", "context_overflow", "parse_error", "resource_limit"):
         return term
     verr = (traj.verifier_error or "").lower()
     if "timed out" in verr or "timeout" in verr:

@@ -32,6 +32,7 @@ Termination = Literal[
     "time_limit",  # wall-clock budget used up (verifier ran)
     "shell_exited",  # the agent's shell exited (verifier ran)
     "sandbox_error",  # the sandbox died or could not be driven
+    "resource_limit",  # the agent exhausted its sandbox's memory or process limit, which broke it (reward 0)
     "parse_error",  # too many consecutive malformed replies
     "context_overflow",  # the prompt no longer fits the model's context
     "policy_error",  # the policy failed otherwise (endpoint down after retries...)

@@ -224,6 +224,16 @@ class Sandbox(abc.ABC):
         """Why the sandbox is no longer running (meaningful once :attr:`alive` is ``False``)."""
         return "the sandbox is not running"
 
+    def resource_events(self) -> dict[str, int]:
+        """How often the sandbox has hit its own limits so far, from the kernel's counters: ``memory``
+        (processes killed for exceeding ``memory_mb``), ``pids`` (forks refused at ``pids_limit``).
+
+        Counts only grow; compare two readings to see whether a limit was hit in between. A limit the
+        backend cannot observe is missing (empty where it observes none). Still meaningful after the
+        sandbox died, so that a death by exhaustion can be told from one caused from outside.
+        """
+        return {}
+
     def trusted_unavailable(self) -> str | None:
         """Why :meth:`run_trusted` cannot run here, or ``None`` if it can."""
         return f"{type(self).__name__} has no private verifier view"

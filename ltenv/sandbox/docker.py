@@ -227,6 +227,8 @@ class DockerSandbox(Sandbox):
         self._closed = False
         self._lock = threading.Lock()
         self._exit_reason: str | None = None
+        self._limit_cgroup = None  # the container's cgroup, where this machine can read it
+        self._limit_events: dict[str, int] = {}
         self._disk: disk.Scratch | None = None
         self.api = api_client()
 
@@ -366,6 +368,26 @@ class DockerSandbox(Sandbox):
     def exit_reason(self) -> str:
         """Why the container is not running (after :attr:`alive` returned ``False``)."""
         return self._exit_reason or "the container is not running"
+
+    def resource_events(self) -> dict[str, int]:
+        """Limit hits so far (see :meth:`Sandbox.resource_events`), from the container's cgroup where this
+        machine can read it (cgroupfs or systemd driver). Once the container is gone (its cgroup with it)
+        and :attr:`alive` has seen it stop, the engine's ``State.OOMKilled`` counts as one OOM kill, unless
+        one was already counted: the flag stays set for a container's whole life, so it cannot tell an old
+        kill from the one that ended it."""
+        from ltenv.sandbox.limits import CgroupLimits
+
+        cid = self.container_id or ""
+        if self._limit_cgroup is None and cid and not self._closed:
+            self._limit_cgroup = CgroupLimits.find([f"docker/{cid}", f"system.slice/docker-{cid}.scope"])
+        events = self._limit_cgroup.events() if self._limit_cgroup is not None else None
+        if events is not None:
+            self._limit_events.update(events)
+        elif self._exit_reason is not None and not self._limit_events.get("memory"):
+            with contextlib.suppress(Exception):
+                if self.api.inspect_container(cid)["State"].get("OOMKilled"):
+                    return {**self._limit_events, "memory": 1}
+        return dict(self._limit_events)
 
     def close(self) -> None:
         with self._lock:

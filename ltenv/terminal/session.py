@@ -139,6 +139,14 @@ class ShellSession:
             self.pty.kill()
             self.pty = None
 
+    def restart(self) -> None:
+        """Replace the shell (stuck, or killed: e.g. by the kernel at the sandbox's memory limit) with a fresh
+        one in the same sandbox; its working directory, variables and jobs are lost."""
+        self.close()
+        self.restarts += 1
+        self._pending = b""
+        self.start()
+
     def _reap(self, timeout: float = 2.0) -> None:
         # The terminal closes a moment before the process is reaped: wait so `alive` is accurate.
         deadline = time.monotonic() + timeout
@@ -259,9 +267,7 @@ class ShellSession:
             if ok:
                 return False
         # The shell itself is stuck (e.g. a trapped SIGINT in a builtin loop) or gone: start a new one.
-        self.close()
-        self.restarts += 1
-        self.start()
+        self.restart()
         buf.write(b"\n[ltenv: the shell was unresponsive and has been restarted; shell state was reset]\n")
         return True
 
