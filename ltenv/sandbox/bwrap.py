@@ -807,6 +807,11 @@ class BwrapSandbox(Sandbox):
     def oom_killed(self) -> bool:
         return bool(self._limits and self._limits.oom_killed())
 
+    def resource_events(self) -> dict[str, int]:
+        """Limit hits so far (see :meth:`Sandbox.resource_events`); the cgroup outlives the sandbox's death
+        until :meth:`close`, so a death by exhaustion is still visible."""
+        return (self._limits.events() or {}) if self._limits is not None else {}
+
     def close(self) -> None:
         with self._lock:
             if self._closed:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from ltenv.errors import SandboxError
 from ltenv.fdwait import wait_fds
 from ltenv.output import HeadTailBuffer
-from ltenv.sandbox import disk
+from ltenv.sandbox import disk, janitor
 from ltenv.sandbox.base import DEFAULT_ENV, ExecResult, PtyProcess, PtyRequest, Sandbox, SandboxSpec
 
 if TYPE_CHECKING:
@@ -227,9 +227,9 @@ class DockerSandbox(Sandbox):
         self._closed = False
         self._lock = threading.Lock()
         self._exit_reason: str | None = None
+        self._disk: disk.Scratch | None = None
         self._limit_cgroup = None  # the container's cgroup, where this machine can read it
         self._limit_events: dict[str, int] = {}
-        self._disk: disk.Scratch | None = None
         self.api = api_client()
 
     # ------------------------------------------------------------------ lifecycle
@@ -271,6 +271,12 @@ class DockerSandbox(Sandbox):
         try:
             self.container_id = self._create(env, labels, host_config, lifetime)
             self._disk = self._limit_disk()
+            # The container dies with this process: if it is killed, its janitor removes the container.
+            janitor.register(
+                self.container_id,
+                container=self.container_id,
+                mounts=[str(m) for m in (self._disk.mounts if self._disk else [])],
+            )
             self.api.start(self.container_id)
             if self._disk is not None:
                 self._check_disk()
@@ -407,6 +413,8 @@ class DockerSandbox(Sandbox):
         if self._disk is not None:
             self._disk.release()  # the engine unmounted it already; an engine that did not leaves nothing either
             self._disk = None
+        if self.container_id is not None:
+            janitor.unregister(self.container_id)
         _live.discard(self)
 
     def __del__(self):

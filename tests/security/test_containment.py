@@ -321,18 +321,26 @@ task = load_task(Path(sys.argv[1]))
 sb = create_sandbox(task, backend=sys.argv[2], memory_mb=512, pids_limit=256, allow_internet=True)
 sb.start()
 sb.exec(["bash", "-c", f"setsid nohup sleep {sys.argv[3]} >/dev/null 2>&1 </dev/null & true"])
-print("READY", getattr(sb, "dir", "") or "", flush=True)
+print("READY", getattr(sb, "dir", None) or "-", flush=True)
 time.sleep(600)
 """
 
 
+def _containers_of(task: str) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=ltenv.managed=1", "--filter", f"label=ltenv.task={task}"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return out.split()
+
+
 def test_sandbox_dies_with_a_killed_driver(backend, store, tmp_path):
-    if backend != "bwrap":
-        pytest.skip("docker containers outlive their client by design; the docker backend is checked by gc")
     fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
     tag = str(800000 + secrets.randbelow(99999))
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
+    before = set(_containers_of(GREETING)) if backend == "docker" else set()
     proc = subprocess.Popen(
         [sys.executable, str(script), str(fixtures / GREETING), backend, tag],
         stdout=subprocess.PIPE,
@@ -342,16 +350,22 @@ def test_sandbox_dies_with_a_killed_driver(backend, store, tmp_path):
     assert line.startswith("READY"), line
     sandbox_dir = line.split()[1]
     assert _host_pids(f"sleep {tag}")
+    containers = set(_containers_of(GREETING)) - before if backend == "docker" else set()
+    assert backend != "docker" or containers
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.monotonic() + 15
-    while (
-        _host_pids(f"sleep {tag}")
-        or Path(sandbox_dir).exists()
-        or sandbox_dir in Path("/proc/mounts").read_text()
-    ):
+
+    def left() -> bool:
+        if _host_pids(f"sleep {tag}"):
+            return True
+        if backend == "docker":
+            return bool(containers & set(_containers_of(GREETING)))
+        return Path(sandbox_dir).exists() or sandbox_dir in Path("/proc/mounts").read_text()
+
+    deadline = time.monotonic() + 30
+    while left():
         assert time.monotonic() < deadline, (
-            "the sandbox outlived its driver (processes, folder or mount left)"
+            "the sandbox outlived its driver (processes, folder, mount, container)"
         )
         time.sleep(0.2)
 
