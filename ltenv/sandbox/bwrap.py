@@ -497,6 +497,7 @@ class BwrapSandbox(Sandbox):
         self._spawn: _Spawner | None = None
         self.expired = False
         self._pasta: int | None = None
+        self._dns_forward = False
         self._disk: disk.Scratch | None = None
         self._janitor_key = ""
         self._held_fds: list[int] = []  # terminals whose hangup would signal bwrap: closed last
@@ -592,7 +593,13 @@ class BwrapSandbox(Sandbox):
         if not confined:  # rootless: bwrap maps the caller's uid to root in a namespace of its own
             args += ["--unshare-user", "--uid", "0", "--gid", "0"]
         if self.spec.allow_internet and os.path.exists("/etc/resolv.conf"):
-            args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+            own = confine.sandbox_resolv_conf(Path("/etc/resolv.conf").read_text(errors="replace"))
+            if own is None:
+                args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+            else:  # the host's resolver is on its loopback: pasta forwards DNS (only) to it
+                (self.dir / "ctl" / "resolv.conf").write_text(own)
+                args += ["--ro-bind", str(self.dir / "ctl" / "resolv.conf"), "/etc/resolv.conf"]
+                self._dns_forward = True
         seccomp_fd = os.open(self._seccomp_path(), os.O_RDONLY | os.O_CLOEXEC)
         info_r, info_w = os.pipe()
         keeper_r, keeper_w = os.pipe()
@@ -698,6 +705,7 @@ class BwrapSandbox(Sandbox):
                 f"/proc/{self._child_pid}/ns/net",
                 self.dir / "pasta.pid",
                 userns=None if confine.confined() else f"/proc/{self._child_pid}/ns/user",
+                dns_forward=self._dns_forward,
             )
         except OSError as e:
             raise SandboxError(

@@ -204,15 +204,46 @@ def seccomp_file(directory: Path) -> Path:
     return path
 
 
+DNS_FORWARD = "169.254.1.53"
+"""Where a sandbox sends DNS queries when the host's resolver listens on its loopback (systemd-resolved's
+127.0.0.53, dnsmasq): pasta forwards port 53 of this address, and nothing else, to the host's resolver."""
+
+
+def sandbox_resolv_conf(host_text: str) -> str | None:
+    """The ``resolv.conf`` an ``allow_internet`` sandbox needs, given the host's: ``None`` when the host's
+    works as it is (a nameserver reachable from another network namespace), else the host's options and
+    search list with :data:`DNS_FORWARD` as the only nameserver."""
+    servers, others = [], []
+    for line in host_text.splitlines():
+        words = line.split()
+        if words and words[0] == "nameserver" and len(words) > 1:
+            servers.append(words[1])
+        elif words and not words[0].startswith(("#", ";")):
+            others.append(line)
+    if not servers or any(not _loopback(s) for s in servers):
+        return None
+    return "".join(f"{line}\n" for line in [f"nameserver {DNS_FORWARD}", *others])
+
+
+def _loopback(addr: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(addr.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def pasta_available() -> str | None:
     """Why user-mode networking cannot run here, or ``None``."""
     return None if shutil.which("pasta") else "pasta is not installed (apt-get install passt)"
 
 
-def start_pasta(netns: str, pidfile: Path, *, userns: str | None = None) -> int:
+def start_pasta(netns: str, pidfile: Path, *, userns: str | None = None, dns_forward: bool = False) -> int:
     """Connect the network namespace at ``netns`` (a ``/proc/PID/ns/net`` path) to the outside. Returns the
     pid of the ``pasta`` daemon once the namespace's interface, address, route and DNS are up. ``userns``: the
-    namespace's user namespace, for a driver that is not root (pasta joins it as its owner)."""
+    namespace's user namespace, for a driver that is not root (pasta joins it as its owner). ``dns_forward``:
+    forward DNS queries to :data:`DNS_FORWARD` to the host's resolver (see :func:`sandbox_resolv_conf`)."""
     why = pasta_available()
     if why:
         raise OSError(why)
@@ -226,6 +257,8 @@ def start_pasta(netns: str, pidfile: Path, *, userns: str | None = None) -> int:
         "-P", str(pidfile),
         "-q",
     ]  # fmt: skip
+    if dns_forward:
+        cmd += ["--dns-forward", DNS_FORWARD]
     if userns:
         cmd += ["--userns", userns]
     else:  # as root: pasta isolates itself (own namespaces, no capabilities, its own seccomp filter)

@@ -408,3 +408,18 @@ def test_seccomp_filter_refuses_what_docker_refuses():
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
     assert lines["unshare"] == "-1 1" and lines["mount"] == "-1 1" and lines["keyctl"] == "-1 1", out
     assert lines["getpid"] == "True", out
+
+
+def test_a_loopback_resolver_is_reached_through_dns_forwarding_only():
+    """Hosts whose resolver listens on loopback (systemd-resolved) give allow_internet sandboxes a resolv.conf
+    naming pasta's DNS forwarding address; any other resolver is used as it is."""
+    from ltenv.sandbox.confine import DNS_FORWARD, sandbox_resolv_conf
+
+    resolved = "# stub\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch corp.example\n"
+    own = sandbox_resolv_conf(resolved)
+    assert own is not None and own.splitlines()[0] == f"nameserver {DNS_FORWARD}"
+    assert "options edns0 trust-ad" in own and "search corp.example" in own and "127.0.0.53" not in own
+    assert sandbox_resolv_conf("nameserver ::1\n") is not None
+    assert sandbox_resolv_conf("nameserver 10.255.255.53\n") is None
+    assert sandbox_resolv_conf("nameserver 127.0.0.53\nnameserver 1.1.1.1\n") is None
+    assert sandbox_resolv_conf("") is None
