@@ -37,7 +37,11 @@ def make_env(store, bwrap_ok):
 
 def _live_sandboxes() -> set[str]:
     d = runtime_dir()
-    return {p.name for p in d.iterdir() if p.name.split("-", 1)[0].split(".")[0] == str(os.getpid())} if d.is_dir() else set()
+    return (
+        {p.name for p in d.iterdir() if p.name.split("-", 1)[0].split(".")[0] == str(os.getpid())}
+        if d.is_dir()
+        else set()
+    )
 
 
 def test_gym_make_reset_step_submit(store, bwrap_ok):
