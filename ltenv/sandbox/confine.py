@@ -192,13 +192,26 @@ def seccomp_program() -> bytes:
         return tmp.read()
 
 
+FILTER_VERSION = "1"
+"""Part of the compiled filter's cache key: bump when :func:`_build_filter` changes."""
+
+
+@functools.cache
+def _filter_key() -> str:
+    """What the compiled filter depends on: the rules and this machine's architecture."""
+    spec = [FILTER_VERSION, ALLOWED_SYSCALLS, PERSONALITY_ALLOWED, AF_VSOCK, CLONE_NAMESPACE_FLAGS]
+    spec.append(os.uname().machine)
+    return hashlib.sha256(repr(spec).encode()).hexdigest()[:16]
+
+
 def seccomp_file(directory: Path) -> Path:
-    """The compiled filter, written once under ``directory`` (readable by the sandbox launchers)."""
-    program = seccomp_program()
-    path = directory / f"seccomp-{hashlib.sha256(program).hexdigest()[:16]}.bpf"
+    """The compiled filter, written once per machine under ``directory`` (readable by the sandbox launchers).
+    Compiling it takes about a second (hundreds of rules, three architectures), so every process after the
+    first reads the file instead."""
+    path = directory / f"seccomp-{_filter_key()}.bpf"
     if not path.exists():
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_bytes(program)
+        tmp.write_bytes(seccomp_program())
         os.chmod(tmp, 0o444)
         tmp.rename(path)
     return path
