@@ -550,7 +550,7 @@ class BwrapSandbox(Sandbox):
         janitor.register(
             name,
             procs=[[p, janitor.proc_start(p)] for p in procs if p],
-            cgroups=[str(d) for d in self._limits.dirs.values()] if self._limits else [],
+            cgroup=name if self._limits else "",
             mounts=[str(self.dir / "merged")] * (self._mount == "kernel")
             + [str(m) for m in (self._disk.mounts if self._disk else [])],
             dir=str(self.dir),

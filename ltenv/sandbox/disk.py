@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ltenv.errors import SandboxError
-from ltenv.sandbox import kernel
+from ltenv.sandbox import janitor, kernel
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +156,8 @@ def _mke2fs() -> str | None:
 
 # --------------------------------------------------------------------------- owners
 def _start_time(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+    start = janitor.proc_start(pid)
+    return None if start is None else str(start)
 
 
 def _owner() -> str:

@@ -108,12 +108,8 @@ def _owner_label() -> str:
 
 
 def _proc_start(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-        return stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "?"
+    start = janitor.proc_start(pid)
+    return "?" if start is None else str(start)
 
 
 def _owner_alive(owner: str) -> bool | None:

@@ -12,7 +12,7 @@ SIGINT and SIGTERM until its work is done.
 
 Messages (one JSON object per line):
 
-* ``{"add": KEY, "procs": [[PID, START], ...], "cgroups": [DIR, ...], "mounts": [PATH, ...], "dir": PATH}``
+* ``{"add": KEY, "procs": [[PID, START], ...], "cgroup": NAME, "mounts": [PATH, ...], "dir": PATH}``
   (mounts are detached in order, before the folder is deleted)
 * ``{"add": KEY, "container": ID}`` (a Docker container, removed with ``docker rm -f``)
 * ``{"del": KEY}``
@@ -38,33 +38,28 @@ def proc_start(pid):
             stat = f.read()
     except OSError:
         return None
-    return int(stat[stat.rfind(b")") + 2 :].split()[19])
+    try:
+        return int(stat[stat.rfind(b")") + 2 :].split()[19])
+    except (IndexError, ValueError):
+        return None
 
 
-def _kill_cgroup(directory):
-    kill_file = os.path.join(directory, "cgroup.kill")
-    if os.path.exists(kill_file):
-        with contextlib.suppress(OSError), open(kill_file, "w") as f:
-            f.write("1")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            with open(os.path.join(directory, "cgroup.procs")) as f:
-                pids = [int(x) for x in f.read().split()]
-        except OSError:
-            return
-        if not pids:
-            return
-        for p in pids:
-            with contextlib.suppress(OSError):
-                os.kill(p, signal.SIGKILL)
-        time.sleep(0.01)
+def _cgroups(name):
+    """The sandbox's cgroups (every controller), through the sandbox package's own code: this file runs as a
+    script, so it is loaded as a sibling module (stdlib only)."""
+    if not name:
+        return None
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from limits import CgroupLimits
+
+    return CgroupLimits.attach(name)
 
 
 def clean(entry):
     """Tear down one registered sandbox (best effort: each step runs even if an earlier one failed)."""
-    for directory in entry.get("cgroups", []):
-        _kill_cgroup(directory)
+    cgroups = _cgroups(entry.get("cgroup"))
+    if cgroups is not None:
+        cgroups.kill_all()
     for pid, start in entry.get("procs", []):
         if start is not None and proc_start(pid) == start:
             with contextlib.suppress(OSError):
@@ -83,15 +78,8 @@ def clean(entry):
         libc.umount2(mount.encode(), MNT_DETACH)
     if entry.get("dir"):
         shutil.rmtree(entry["dir"], ignore_errors=True)
-    for directory in entry.get("cgroups", []):
-        for _ in range(100):
-            try:
-                os.rmdir(directory)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.02)
+    if cgroups is not None:
+        cgroups.destroy()
 
 
 _client = None  # (pid of the driver that started it, Popen)
