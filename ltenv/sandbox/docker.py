@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import shlex
+import signal
 import socket
 import struct
 import tarfile
@@ -60,10 +61,11 @@ _GO_MODE_SYMLINK = 1 << 27
 _GO_MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
 
 # Kill a process tree inside the container using only a POSIX shell and /proc (no procps in many images).
-# $1: root pid; $2: "children" to spare the root. Prints how many processes it signalled.
+# $1: root pid; $2: "children" to spare the root. Prints how many processes it killed. The tree is stopped
+# first (a stopped process cannot fork) and walked again until nothing new shows up, then killed.
 _KILL_TREE = r"""
-root=$1 mode=$2 all= round=0
-while [ $round -lt 3 ]; do
+root=$1 mode=$2 stopped= round=0
+while [ $round -lt 8 ]; do
   round=$((round + 1)) map=
   for d in /proc/[0-9]*; do
     read -r l 2>/dev/null <"$d/stat" || continue
@@ -73,16 +75,22 @@ while [ $round -lt 3 ]; do
   while [ -n "$todo" ]; do
     next=
     for p in $todo; do
-      for e in $map; do [ "${e#*:}" = "$p" ] && next="$next ${e%%:*}"; done
+      for e in $map; do
+        [ "${e#*:}" = "$p" ] || continue
+        case " $root $found $next " in *" ${e%%:*} "*) ;; *) next="$next ${e%%:*}" ;; esac
+      done
     done
     found="$found $next"; todo=$next
   done
   [ "$mode" = children ] || found="$root $found"
-  [ -n "${found# }" ] || break
-  kill -9 $found 2>/dev/null
-  all="$all $found"
+  new=
+  for p in $found; do case " $stopped " in *" $p "*) ;; *) new="$new $p" ;; esac; done
+  [ -n "${new# }" ] || break
+  kill -STOP $new 2>/dev/null
+  stopped="$stopped $new"
 done
-set -- $all; echo $#
+[ -z "${stopped# }" ] || kill -9 $stopped 2>/dev/null
+set -- $stopped; echo $#
 """
 
 # Print the exec's pid inside the container (so it can be killed on timeout), then run the program.
@@ -219,6 +227,7 @@ class DockerSandbox(Sandbox):
         self.task_name = task_name
         self.image_config = image_config
         self.container_id: str | None = None
+        self._init_pid: int | None = None  # the container init's host pid, once looked up
         self.primary_pty: DockerPty | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -597,20 +606,61 @@ class DockerSandbox(Sandbox):
         return None
 
     def _kill_tree(self, pid: int, *, children_only: bool) -> int:
-        """SIGKILL ``pid``'s descendants (and ``pid`` unless ``children_only``); returns how many."""
+        """SIGKILL ``pid``'s descendants (and ``pid`` unless ``children_only``); returns how many.
+
+        ``pid`` is a pid in the container's namespace. With a local engine the tree is found and killed from
+        the host (the container's cgroup lists its processes; no ``exec``, nothing the agent can stall); with a
+        remote engine a small script runs in the container, bounded by a deadline."""
         if self._closed or self.container_id is None:
             return 0
+        if self._init_pid is None:  # fixed for the container's life; checked against its cgroup before use
+            self._init_pid = self._host_pid() if _local_ctl_dir() is not None else 0
+        host = self._init_pid
+        if host > 0:
+            killed = _kill_tree_from_host(host, self.container_id, pid, children_only=children_only)
+            if killed is not None:
+                return killed
         try:
-            exec_id = self.api.exec_create(
-                self.container_id,
-                ["/bin/sh", "-c", _KILL_TREE, "sh", str(pid), "children" if children_only else "all"],
-                workdir="/",
-            )["Id"]
-            raw = self.api.exec_start(exec_id)
+            res = self._exec_bounded(
+                ["/bin/sh", "-c", _KILL_TREE, "sh", str(pid), "children" if children_only else "all"], 15.0
+            )
         except Exception:
             return 0
-        m = re.search(rb"(\d+)\s*$", raw or b"")
+        m = re.search(rb"(\d+)\s*$", res)
         return int(m.group(1)) if m else 0
+
+    def _exec_bounded(self, argv: list[str], timeout: float) -> bytes:
+        """Run ``argv`` in the container and return its stdout, giving up (not waiting) after ``timeout``."""
+        _, sockio, sock, buffered = self._exec_start(argv, tty=False, stdin=False, env=None, workdir="/")
+        demux = _Demux(buffered)
+        out = bytearray()
+        deadline = time.monotonic() + timeout
+        try:
+            while (wait := deadline - time.monotonic()) > 0:
+                r, _ = wait_fds([sock], [], min(wait, 0.5))
+                if not r:
+                    continue
+                try:
+                    chunk = sock.recv(1 << 16)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                demux.feed(chunk)
+                for stream, data in demux.frames():
+                    if stream == 1:
+                        out += data[: max(0, 65536 - len(out))]
+            for stream, data in demux.frames():
+                if stream == 1:
+                    out += data[: max(0, 65536 - len(out))]
+        finally:
+            with contextlib.suppress(OSError):
+                sock.close()
+            with contextlib.suppress(Exception):
+                sockio.close()
+        return bytes(out)
 
     def spawn_pty(
         self,
@@ -778,6 +828,70 @@ def _cgroup_procs(pid: int) -> list[str]:
         if os.path.exists(procs) and procs not in out:
             out.append(procs)
     return out
+
+
+def _kill_tree_from_host(
+    init_host_pid: int, container_id: str, pid: int, *, children_only: bool
+) -> int | None:
+    """Kill the tree of container pid ``pid`` from the host: the container's processes are those of its
+    cgroup, each one's pid inside the container is the last ``NSpid`` field of its status. ``None`` when the
+    container's cgroup cannot be read (the caller falls back to running a script in the container)."""
+    # Only cgroups named after this container: a stale host pid must never lead to another process's cgroup.
+    procs_files = [p for p in _cgroup_procs(init_host_pid) if container_id in p]
+    if not procs_files:
+        return None
+    # Stop the tree first (a stopped process cannot fork), walking it again until no new process shows up,
+    # then kill what was stopped: a process forked mid-walk cannot escape by being reparented.
+    stopped: list[int] = []
+    for round_ in range(8):
+        root, children = _container_tree(procs_files, pid)
+        if round_ == 0 and not children:
+            return None  # nothing readable: not this host's container after all
+        if root is None:
+            break
+        found, stack = [] if children_only else [root], [root]
+        while stack:
+            for c in children.get(stack.pop(), []):
+                if c not in found:
+                    found.append(c)
+                    stack.append(c)
+        new = [h for h in found if h not in stopped]
+        if not new:
+            break
+        for h in new:
+            with contextlib.suppress(OSError):
+                os.kill(h, signal.SIGSTOP)
+        stopped += new
+    for h in stopped:
+        with contextlib.suppress(OSError):
+            os.kill(h, signal.SIGKILL)
+    return len(stopped)
+
+
+def _container_tree(procs_files: list[str], pid: int) -> tuple[int | None, dict[int, list[int]]]:
+    """The host pid of container pid ``pid`` and the parent -> children map of the container's processes."""
+    members: set[int] = set()
+    for path in procs_files:
+        try:
+            with open(path) as f:
+                members.update(int(x) for x in f.read().split())
+        except (OSError, ValueError):
+            continue
+    root = None
+    children: dict[int, list[int]] = {}
+    for h in members:
+        try:
+            with open(f"/proc/{h}/status", "rb") as f:
+                status = f.read()
+            with open(f"/proc/{h}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        m = re.search(rb"^NSpid:\s*([\d\s]+)$", status, re.M)
+        if m and int(m.group(1).split()[-1]) == pid:
+            root = h
+        children.setdefault(int(stat[stat.rfind(b")") + 2 :].split()[1]), []).append(h)
+    return root, children
 
 
 def _describe_exit(state: dict) -> str:

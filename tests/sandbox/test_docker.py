@@ -144,3 +144,52 @@ def test_gc_cli_reports_containers(make):
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert set(report) >= {"sandboxes", "containers"}
+
+
+# Keeps forking while it is being killed: every child spawns more children.
+_SPAWNER = "spawn() { while :; do sleep 300 & sleep 0.01; done; }; spawn & spawn & spawn & wait"
+
+
+def _sleepers(sb: DockerSandbox) -> bytes:
+    res = sb.exec(["sh", "-c", "for p in /proc/[0-9]*/cmdline; do tr '\\0' ' ' <$p; echo; done"])
+    return b"\n".join(line for line in res.stdout.splitlines() if b"sleep 300" in line or b"spawn" in line)
+
+
+@pytest.mark.parametrize("path", ["host", "in-container"])
+def test_a_timed_out_tree_that_keeps_forking_is_killed_whole(make, monkeypatch, path):
+    """On a local engine the tree is stopped and killed from the host; elsewhere a bounded script in the
+    container does it. Either way nothing of a forking tree is left, and nothing hangs."""
+    import ltenv.sandbox.docker as docker_mod
+
+    if path == "in-container":
+        monkeypatch.setattr(docker_mod, "_kill_tree_from_host", lambda *a, **k: None)
+    sb = make()
+    sb.start()
+    t0 = time.monotonic()
+    res = sb.exec(["bash", "-c", _SPAWNER], timeout=1.5)
+    assert res.timed_out
+    assert time.monotonic() - t0 < 30
+    assert _sleepers(sb) == b""
+    assert sb.exec(["echo", "alive"]).stdout == b"alive\n"
+
+
+def test_host_side_kill_never_touches_another_containers_processes(make):
+    """The host pid of a container's init is checked against the container's id before its cgroup is used."""
+    import ltenv.sandbox.docker as docker_mod
+
+    a, b = make(), make()
+    a.start()
+    b.start()
+    b.exec(["sh", "-c", "sleep 300 >/dev/null 2>&1 &"])
+    pid_b = int(
+        b.exec(
+            [
+                "sh",
+                "-c",
+                "for p in /proc/[0-9]*; do grep -q 'sleep' $p/comm 2>/dev/null && echo ${p#/proc/}; done",
+            ]
+        ).stdout.split()[0]
+    )
+    # a's id with b's init pid (as if a's pid had been reused by b): no cgroup matches, nothing is killed.
+    assert docker_mod._kill_tree_from_host(b._host_pid(), a.container_id, pid_b, children_only=False) is None
+    assert b"sleep 300" in _sleepers(b)
