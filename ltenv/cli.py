@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ltenv.cli_datasets import datasets_app
+
 app = typer.Typer(
     help="LiteCoder-Terminal: executable, verifiable terminal environments for language agents.",
     no_args_is_help=True,
@@ -23,6 +25,7 @@ app = typer.Typer(
 )
 images_app = typer.Typer(help="Build task images, export them for the bwrap backend, bootstrap base images.")
 app.add_typer(images_app, name="images")
+app.add_typer(datasets_app, name="datasets")
 
 console = Console(stderr=True)
 out = Console()
@@ -38,18 +41,49 @@ TasksOpt = Annotated[
 ]
 
 
-def _root(tasks: Path | None) -> Path:
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        "-d",
+        metavar="NAME[@VERSION]",
+        help="A published suite from `ltenv datasets list` (e.g. terminal-bench-core@0.1.1): pulled into the "
+        "cache unless offline (--offline there, or LTENV_OFFLINE=1), then loaded like --tasks.",
+    ),
+]
+
+
+def _root(tasks: Path | None, dataset: str | None = None) -> Path:
+    """The folder (or procgen spec) to load: --tasks, the cached copy of --dataset, or the bundled registry."""
     from ltenv.sandbox.images import registry_root
 
+    if dataset is not None:
+        from ltenv.datasets import DatasetError, resolve_tasks
+
+        if tasks is not None:
+            console.print("[red]error:[/] give --tasks or --dataset, not both")
+            raise typer.Exit(2)
+        try:
+            return resolve_tasks(dataset)
+        except DatasetError as e:
+            console.print("[red]error:[/]", escape(str(e)), highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
     return tasks if tasks is not None else registry_root()
 
 
-def _load(tasks: Path | None, names: list[str] | None = None, *, fail_on_errors: bool = True):
+def _load(
+    tasks: Path | None,
+    names: list[str] | None = None,
+    *,
+    dataset: str | None = None,
+    fail_on_errors: bool = True,
+):
     from ltenv.procgen.base import ProcgenError
     from ltenv.tasks import load_suite
 
+    root = _root(tasks, dataset)
     try:
-        suite = load_suite(_root(tasks))
+        suite = load_suite(root)
     except ProcgenError as e:
         console.print("[red]error:[/]", escape(str(e)), highlight=False)
         raise typer.Exit(2) from None
@@ -96,12 +130,13 @@ OfflineTestsOpt = Annotated[
 @app.command("list")
 def list_cmd(
     tasks: TasksOpt = None,
+    dataset: DatasetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
     domain: Annotated[str | None, typer.Option(help="Only tasks of this domain.")] = None,
 ) -> None:
     """List tasks with their domain, difficulty and format (harbor: task.toml; terminal-bench: TB 1.x
     task.yaml). Malformed folders are reported on stderr."""
-    suite, selected = _load(tasks, fail_on_errors=False)
+    suite, selected = _load(tasks, dataset=dataset, fail_on_errors=False)
     if domain:
         selected = [t for t in selected if t.domain == domain]
     rows = [
@@ -129,6 +164,7 @@ def list_cmd(
 def validate(
     names: Annotated[list[str] | None, typer.Argument(help="Task names (default: all).")] = None,
     tasks: TasksOpt = None,
+    dataset: DatasetOpt = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Episodes run in parallel.")] = 2,
     runs: Annotated[int, typer.Option(help="Oracle and nop runs per task.")] = 2,
     backend: Annotated[str, typer.Option(help="Sandbox backend.")] = "bwrap",
@@ -170,7 +206,7 @@ def validate(
     elif attacks:
         chosen = list(ATTACKS)
     store = ImageStore(image_map=image_map)
-    suite, selected = _load(tasks, names)
+    suite, selected = _load(tasks, names, dataset=dataset)
     if image_map is not None:
         console.print(
             f"[yellow]image map[/] {image_map}: {len(store.image_map)} entr{'y' if len(store.image_map) == 1 else 'ies'}",
@@ -263,6 +299,7 @@ def _attack_line(r) -> str:
 def play(
     task: Annotated[str, typer.Argument(help="Task name (bundled) or path to a task folder.")],
     tasks: TasksOpt = None,
+    dataset: DatasetOpt = None,
     command: Annotated[
         list[str] | None,
         typer.Option("--command", "-c", help="Run these commands non-interactively, then submit."),
@@ -286,7 +323,7 @@ def play(
 
     path = Path(task)
     if not is_task_dir(path):
-        _, selected = _load(tasks, [task])
+        _, selected = _load(tasks, [task], dataset=dataset)
         path = selected[0].path
     env = TerminalEnv(
         path,
@@ -440,6 +477,7 @@ def rollout(
         typer.Option("--policy", "-p", help="Required: openai:MODEL, hf:PATH, oracle, nop or replay:FILE."),
     ] = None,
     tasks: TasksOpt = None,
+    dataset: DatasetOpt = None,
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Run folder (created; a rerun resumes).")
     ] = Path("runs/rollout"),
@@ -519,7 +557,7 @@ def rollout(
     if k < 1 or jobs < 1:
         console.print("[red]error:[/] -k and --jobs must be at least 1")
         raise typer.Exit(2)
-    _, selected = _load(tasks, names)
+    _, selected = _load(tasks, names, dataset=dataset)
     kwargs = _policy_kwargs(base_url, api_key_env, temperature, top_p, max_tokens, adapter, policy_arg)
     try:
         pol = make_policy(policy, **kwargs)
@@ -579,13 +617,15 @@ def rollout(
         )
 
 
-def _for_each_image(names, tasks, verbose: bool, action, image_map: Path | None = None) -> None:
+def _for_each_image(
+    names, tasks, verbose: bool, action, image_map: Path | None = None, dataset: str | None = None
+) -> None:
     """Run ``action(store, task) -> summary`` over the selected tasks; report failures and exit 1 on any."""
     from ltenv.errors import ImageError
     from ltenv.sandbox.images import ImageStore
 
     _setup_logging(verbose)
-    _, selected = _load(tasks, names)
+    _, selected = _load(tasks, names, dataset=dataset)
     store = ImageStore(log_fn=lambda m: console.print(f"[dim]{m}[/]", highlight=False), image_map=image_map)
     failed = 0
     for task in selected:
@@ -605,24 +645,33 @@ def _for_each_image(names, tasks, verbose: bool, action, image_map: Path | None 
 def images_build(
     names: Annotated[list[str] | None, typer.Argument(help="Task names (default: all).")] = None,
     tasks: TasksOpt = None,
+    dataset: DatasetOpt = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if the content hash is unchanged.")] = False,
     image_map: ImageMapOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Build task images with the Docker engine (bases first; unchanged tasks are skipped)."""
-    _for_each_image(names, tasks, verbose, lambda store, task: store.build(task, force=force), image_map)
+    _for_each_image(
+        names, tasks, verbose, lambda store, task: store.build(task, force=force), image_map, dataset
+    )
 
 
 @images_app.command("export")
 def images_export(
     names: Annotated[list[str] | None, typer.Argument(help="Task names (default: all).")] = None,
     tasks: TasksOpt = None,
+    dataset: DatasetOpt = None,
     image_map: ImageMapOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Build if needed, then unpack each task image's layers into the shared cache used by bwrap."""
     _for_each_image(
-        names, tasks, verbose, lambda store, task: f"{len(store.prepare(task).layers)} layers", image_map
+        names,
+        tasks,
+        verbose,
+        lambda store, task: f"{len(store.prepare(task).layers)} layers",
+        image_map,
+        dataset,
     )
 
 
