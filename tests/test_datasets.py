@@ -448,9 +448,16 @@ def test_offline_uses_only_the_cache(git_server, cache, tmp_path, monkeypatch):
     assert pull(entry).cached is True  # offline, from the cache
 
 
-def test_hf_pull_through_a_hub_endpoint(hf_server, cache, tmp_path):
+def test_hf_pull_through_a_hub_endpoint(hf_server, cache, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
     reg = Registry.load(_registry(tmp_path / "reg.toml", hf=hf_server))
     entry = reg.get("rl-hf@1")
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: set what this test needs on the module.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DatasetError, match="HF_HUB_OFFLINE is set"):
+        pull(entry)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     res = pull(entry)
     assert res.manifest.revision == HF_SHA and not res.cached
     assert sorted(p.name for p in res.tasks.iterdir()) == sorted(HARBOR_TASKS)
