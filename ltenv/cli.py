@@ -48,7 +48,7 @@ DatasetOpt = Annotated[
         "-d",
         metavar="NAME[@VERSION]",
         help="A published suite from `ltenv datasets list` (e.g. terminal-bench-core@0.1.1): pulled into the "
-        "cache unless offline (--offline there, or LTENV_OFFLINE=1), then loaded like --tasks.",
+        "cache (unless LTENV_OFFLINE=1: then only the cache is used), then loaded like --tasks.",
     ),
 ]
 

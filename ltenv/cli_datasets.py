@@ -80,6 +80,8 @@ def list_cmd(
         print(json.dumps(rows))
         return
     table = Table("dataset", "format", "tasks", "source", "pinned", "cached")
+    table.columns[0].no_wrap = True
+    table.columns[3].overflow = "fold"
     for r in rows:
         table.add_row(
             f"{r['name']}@{r['version']}",

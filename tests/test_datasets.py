@@ -389,6 +389,8 @@ def test_user_registry_overrides_builtin_entry_and_cli_reports_bad_file(tmp_path
 def test_git_pull_verifies_caches_and_detects_corruption(git_server, cache, tmp_path):
     reg = Registry.load(_registry(tmp_path / "reg.toml", git=git_server))
     entry = reg.get("harbor-git@1")
+    (cache / "harbor-git" / ".1.pull-killed" / "tasks").mkdir(parents=True)  # left by a killed pull
+    (cache / "harbor-git" / ".1.0.pull-running").mkdir()  # another version's: not ours to remove
     first = pull(entry)
     assert not first.cached and first.manifest.revision == git_server["first"]
     assert sorted(p.name for p in first.tasks.iterdir()) == sorted(HARBOR_TASKS)
@@ -398,7 +400,8 @@ def test_git_pull_verifies_caches_and_detects_corruption(git_server, cache, tmp_
     assert first.path == cache / "harbor-git" / "1"
     manifest = json.loads((first.path / "manifest.json").read_text())
     assert manifest["source"]["commit"] == git_server["first"] and manifest["pulled_at"].endswith("Z")
-    assert not [p for p in (cache / "harbor-git").iterdir() if p.name.startswith(".1.pull-")]
+    leftovers = [p.name for p in (cache / "harbor-git").iterdir() if ".pull-" in p.name]
+    assert leftovers == [".1.0.pull-running"]
 
     again = pull(entry)
     assert again.cached and again.manifest == first.manifest

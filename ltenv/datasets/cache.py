@@ -116,6 +116,13 @@ def _locked(folder: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _remove_leftovers(folder: Path) -> None:
+    """Temporary folders of pulls that were killed (called under the lock, so none is in progress)."""
+    for stale in folder.parent.iterdir():
+        if stale.name.startswith((f".{folder.name}.pull-", f".{folder.name}.old-")) and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class CacheStatus:
     """A cached copy and whether it matches its manifest."""
@@ -200,6 +207,7 @@ def pull(
                 f"`ltenv datasets pull {entry.ref}` where {entry.source.location} is reachable, or copy "
                 f"{folder} from a machine that has it"
             )
+        _remove_leftovers(folder)
         tmp = Path(tempfile.mkdtemp(prefix=f".{entry.version}.pull-", dir=folder.parent))
         try:
             download = tmp / "download"

@@ -16,7 +16,6 @@ def _git_env() -> dict[str, str]:
     # Never stop for a password prompt in a batch job; fail with git's message instead.
     env["GIT_TERMINAL_PROMPT"] = "0"
     env.setdefault("GIT_ASKPASS", "true")
-    env["GIT_LFS_SKIP_SMUDGE"] = "1"
     return env
 
 
