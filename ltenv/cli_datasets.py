@@ -13,7 +13,7 @@ from rich.table import Table
 
 datasets_app = typer.Typer(
     help="Published task suites by name (Terminal-Bench, LiteCoder-Terminal-RL, TermiGen...): list, "
-    "inspect, pull into the local cache. Use one anywhere with --dataset NAME[@VERSION].",
+    "inspect, pull into the local cache. Use one anywhere with --dataset NAME\\[@VERSION].",
     no_args_is_help=True,
 )
 
