@@ -129,10 +129,10 @@ class DemoConfig:
         """A few minutes on 2 cores (CI): fewer seeds and steps."""
         base = dict(
             families=["fix-permission", "log-count", "config-set"],
-            train_seeds=300,
+            train_seeds=150,
             heldout_seeds=10,
             pair_seeds=10,
-            sft_steps=1400,
+            sft_steps=1100,
             dmpo_steps=20,
             pair_attempts=1,
         )

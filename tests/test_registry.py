@@ -57,12 +57,13 @@ def test_every_bundled_task_is_valid(bwrap_results):
 @pytest.mark.bwrap
 @pytest.mark.timeout(3000)
 def test_backends_agree_on_every_bundled_task(bwrap_results, store):
-    """`ltenv validate --backend docker` gives every task the same oracle and nop rewards as bwrap."""
+    """`ltenv validate --backend docker --runs 1` gives every task the same oracle and nop rewards as bwrap
+    (the stability of repeated runs is bwrap's test above; once per task is enough to compare backends)."""
     from ltenv.validate import validate_suite
 
     suite = load_suite(REGISTRY)
     docker = validate_suite(
-        suite.tasks, backend="docker", jobs=int(os.environ.get("LTENV_JOBS", "2")), store=store
+        suite.tasks, backend="docker", jobs=int(os.environ.get("LTENV_JOBS", "2")), runs=1, store=store
     )
     by_name = {r.name: r for r in docker}
     assert set(by_name) == {r.name for r in bwrap_results}
@@ -70,6 +71,8 @@ def test_backends_agree_on_every_bundled_task(bwrap_results, store):
         f"{r.name}: bwrap oracle={r.oracle_runs} nop={r.nop_runs}, docker oracle={d.oracle_runs} nop={d.nop_runs}"
         f" ({d.error})"
         for r in bwrap_results
-        if (d := by_name[r.name]).oracle_runs != r.oracle_runs or d.nop_runs != r.nop_runs or not d.valid
+        if (d := by_name[r.name]).oracle_runs != r.oracle_runs[:1]
+        or d.nop_runs != r.nop_runs[:1]
+        or not d.valid
     ]
     assert not differ, "\n".join(differ)
