@@ -87,13 +87,19 @@ def _load(
     except ProcgenError as e:
         console.print("[red]error:[/]", escape(str(e)), highlight=False)
         raise typer.Exit(2) from None
+    if names:
+        # A malformed folder nobody asked for is a warning; one that was asked for is the error.
+        wanted = set(names)
+        for err in suite.errors:
+            if err.folder.name not in wanted:
+                console.print("[yellow]warning:[/] skipped", escape(str(err)), highlight=False)
+        suite.errors = [e for e in suite.errors if e.folder.name in wanted]
     for err in suite.errors:
         console.print("[red]error:[/]", escape(str(err)))
-    if suite.errors and fail_on_errors and not suite.tasks:
+    if suite.errors and ((fail_on_errors and not suite.tasks) or names):
         raise typer.Exit(2)
     selected = suite.tasks
     if names:
-        wanted = set(names)
         selected = [t for t in suite.tasks if t.name in wanted]
         unknown = wanted - {t.name for t in selected}
         if unknown:
@@ -117,6 +123,39 @@ ImageMapOpt = Annotated[
         help="YAML/JSON/TOML file mapping foreign image refs to local stand-ins (FROM lines, docker_image).",
     ),
 ]
+ForceBuildOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force-build",
+        help="Build Harbor tasks from environment/Dockerfile even when task.toml names a prebuilt "
+        "[environment] docker_image.",
+    ),
+]
+HostBuildConfigOpt = Annotated[
+    bool,
+    typer.Option(
+        "--host-build-config/--no-host-build-config",
+        help="Lend the host's CA bundle and pip/apt/npm index and proxy settings to image builds as BuildKit "
+        "secrets (never stored in the image). Off also with LTENV_HOST_BUILD_CONFIG=0.",
+    ),
+]
+
+
+def _image_store(
+    image_map: Path | None, force_build: bool, host_build_config: bool, *, log_fn=None
+):  # -> ImageStore (imported lazily)
+    """The image store of a command, with its build options (``--no-host-build-config`` turns the host's
+    settings off; without it ``LTENV_HOST_BUILD_CONFIG`` decides)."""
+    from ltenv.sandbox.images import ImageStore
+
+    return ImageStore(
+        image_map=image_map,
+        force_build=force_build,
+        host_build_config=None if host_build_config else False,
+        log_fn=log_fn,
+    )
+
+
 OfflineTestsOpt = Annotated[
     bool,
     typer.Option(
@@ -142,6 +181,7 @@ def list_cmd(
     rows = [
         {
             "name": t.name,
+            "display_name": t.display_name,
             "domain": t.domain,
             "difficulty": t.difficulty,
             "format": t.format,
@@ -152,9 +192,13 @@ def list_cmd(
     if as_json:
         out.print_json(json.dumps(rows))
     else:
-        table = Table("name", "domain", "difficulty", "format", title=f"{len(rows)} task(s) in {suite.root}")
+        # A column for [task] name only when some task has one besides its folder name (the id).
+        shown = any(r["display_name"] != r["name"] for r in rows)
+        cols = ["name", *(["display name"] if shown else []), "domain", "difficulty", "format"]
+        table = Table(*cols, title=f"{len(rows)} task(s) in {suite.root}")
         for r in rows:
-            table.add_row(r["name"], r["domain"] or "-", r["difficulty"], r["format"])
+            extra = [r["display_name"]] if shown else []
+            table.add_row(r["name"], *extra, r["domain"] or "-", r["difficulty"], r["format"])
         out.print(table)
     if suite.errors:
         raise typer.Exit(1)
@@ -169,6 +213,8 @@ def validate(
     runs: Annotated[int, typer.Option(help="Oracle and nop runs per task.")] = 2,
     backend: Annotated[str, typer.Option(help="Sandbox backend.")] = "bwrap",
     image_map: ImageMapOpt = None,
+    force_build: ForceBuildOpt = False,
+    host_build_config: HostBuildConfigOpt = True,
     offline_tests: OfflineTestsOpt = False,
     attacks: Annotated[
         bool,
@@ -191,7 +237,6 @@ def validate(
     0.0 every time). Exits 1 if any task is invalid (or any folder is malformed). Image-map substitutions,
     offline verification and attack results are printed per task and included in --json.
     """
-    from ltenv.sandbox.images import ImageStore
     from ltenv.validate import ValidationResult, validate_suite
     from ltenv.verify.attacks import ATTACKS, get_attack
 
@@ -205,7 +250,7 @@ def validate(
             raise typer.Exit(2) from None
     elif attacks:
         chosen = list(ATTACKS)
-    store = ImageStore(image_map=image_map)
+    store = _image_store(image_map, force_build, host_build_config)
     suite, selected = _load(tasks, names, dataset=dataset)
     if image_map is not None:
         console.print(
@@ -310,6 +355,8 @@ def play(
     timeout: Annotated[float, typer.Option(help="Per-command timeout in seconds.")] = 180.0,
     backend: Annotated[str, typer.Option(help="Sandbox backend: bwrap or docker.")] = "bwrap",
     image_map: ImageMapOpt = None,
+    force_build: ForceBuildOpt = False,
+    host_build_config: HostBuildConfigOpt = True,
     offline_tests: OfflineTestsOpt = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -318,7 +365,6 @@ def play(
     from ltenv.env import TerminalEnv
 
     _setup_logging(verbose)
-    from ltenv.sandbox.images import ImageStore
     from ltenv.tasks.discovery import is_task_dir
 
     path = Path(task)
@@ -330,7 +376,7 @@ def play(
         backend=backend,
         command_timeout=timeout,
         max_steps=10_000,
-        image_store=ImageStore(image_map=image_map),
+        image_store=_image_store(image_map, force_build, host_build_config),
         offline_tests=offline_tests,
     )
     obs, info = env.reset()
@@ -526,6 +572,8 @@ def rollout(
     ] = None,
     command_timeout: Annotated[float | None, typer.Option(help="Per-command timeout in seconds.")] = None,
     image_map: ImageMapOpt = None,
+    force_build: ForceBuildOpt = False,
+    host_build_config: HostBuildConfigOpt = True,
     offline_tests: OfflineTestsOpt = False,
     overwrite: Annotated[
         bool,
@@ -546,7 +594,6 @@ def rollout(
     """
     from ltenv.agents import make_policy
     from ltenv.rollouts import rollout as run_rollout
-    from ltenv.sandbox.images import ImageStore
 
     _setup_logging(verbose)
     if not policy:
@@ -588,7 +635,7 @@ def rollout(
         seed=seed,
         cast=cast,
         executor=("ray" if ray == "local" else ray) if ray else "local",
-        image_store=ImageStore(image_map=image_map),
+        image_store=_image_store(image_map, force_build, host_build_config),
         env_kwargs=env_kwargs or None,
         progress=True,
         overwrite=overwrite,
@@ -618,15 +665,27 @@ def rollout(
 
 
 def _for_each_image(
-    names, tasks, verbose: bool, action, image_map: Path | None = None, dataset: str | None = None
+    names,
+    tasks,
+    verbose: bool,
+    action,
+    image_map: Path | None = None,
+    dataset: str | None = None,
+    *,
+    force_build: bool = False,
+    host_build_config: bool = True,
 ) -> None:
     """Run ``action(store, task) -> summary`` over the selected tasks; report failures and exit 1 on any."""
     from ltenv.errors import ImageError
-    from ltenv.sandbox.images import ImageStore
 
     _setup_logging(verbose)
     _, selected = _load(tasks, names, dataset=dataset)
-    store = ImageStore(log_fn=lambda m: console.print(f"[dim]{m}[/]", highlight=False), image_map=image_map)
+    store = _image_store(
+        image_map,
+        force_build,
+        host_build_config,
+        log_fn=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+    )
     failed = 0
     for task in selected:
         t0 = time.monotonic()
@@ -648,11 +707,20 @@ def images_build(
     dataset: DatasetOpt = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if the content hash is unchanged.")] = False,
     image_map: ImageMapOpt = None,
+    force_build: ForceBuildOpt = False,
+    host_build_config: HostBuildConfigOpt = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Build task images with the Docker engine (bases first; unchanged tasks are skipped)."""
     _for_each_image(
-        names, tasks, verbose, lambda store, task: store.build(task, force=force), image_map, dataset
+        names,
+        tasks,
+        verbose,
+        lambda store, task: store.build(task, force=force),
+        image_map,
+        dataset,
+        force_build=force_build,
+        host_build_config=host_build_config,
     )
 
 
@@ -662,6 +730,8 @@ def images_export(
     tasks: TasksOpt = None,
     dataset: DatasetOpt = None,
     image_map: ImageMapOpt = None,
+    force_build: ForceBuildOpt = False,
+    host_build_config: HostBuildConfigOpt = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Build if needed, then unpack each task image's layers into the shared cache used by bwrap."""
@@ -672,6 +742,8 @@ def images_export(
         lambda store, task: f"{len(store.prepare(task).layers)} layers",
         image_map,
         dataset,
+        force_build=force_build,
+        host_build_config=host_build_config,
     )
 
 

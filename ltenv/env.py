@@ -106,6 +106,9 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
         offline_tests: verify with the image's own pytest where the task's test script would download its
             tools (Terminal-Bench ``run-tests.sh`` with uv); reported in ``info["verifier_runner"]`` and
             ``info["verifier_notes"]``.
+        force_build: build the task's image from ``environment/Dockerfile`` even when ``task.toml`` names a
+            prebuilt ``[environment] docker_image`` (Harbor's ``--force-build``); ``None``: the image store's
+            setting.
     """
 
     metadata = {"render_modes": ["ansi", "human"]}
@@ -127,6 +130,7 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
         keys_wait: float = DEFAULT_WAIT,
         screen_rows: int = 40,
         screen_cols: int = 160,
+        force_build: bool | None = None,
     ):
         if action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {list(ACTION_MODES)}, got {action_mode!r}")
@@ -145,6 +149,7 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
         self.max_output_bytes = max_output_bytes
         self.render_mode = render_mode
         self._store = image_store
+        self.force_build = force_build
         self.info_timings = info_timings
         self.offline_tests = offline_tests
         self.keys_wait = keys_wait
@@ -178,7 +183,10 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
             if self._store is None:
                 from ltenv.sandbox.images import ImageStore
 
-                self._store = ImageStore()  # one per env: it remembers the task's digest across resets
+                # One per env: it remembers the task's digest across resets.
+                self._store = ImageStore(force_build=bool(self.force_build))
+            elif self.force_build is not None:
+                self._store = self._store.with_options(force_build=self.force_build)
             self.sandbox = create_sandbox(self.task, backend=self.backend, store=self._store)
             if self.action_mode == "keys":
                 self.shell = KeysSession(
@@ -214,6 +222,7 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
         self._transcript = [text]
         info = {
             "task": self.task.name,
+            "task_name": self.task.display_name,
             "domain": self.task.domain,
             "difficulty": self.task.difficulty,
             "instruction": self.task.instruction,

@@ -111,6 +111,8 @@ def error_trajectory(
     return Trajectory(
         run=options.get("run", ""),
         task=task.name,
+        # [task] name of task.toml, when it differs from the folder name (the id).
+        **({"task_display_name": task.display_name} if task.display_name != task.name else {}),
         task_path=str(task.path),
         task_checksum=_checksum(task),
         task_format=task.format,
@@ -245,15 +247,21 @@ _worker_stores: dict[tuple, Any] = {}
 _worker_lock = threading.Lock()
 
 
-def _worker_store(spec: tuple[str | None, tuple[tuple[str, str], ...]]) -> Any:
+def _worker_store(spec: tuple[str | None, tuple[tuple[str, str], ...], bool, bool]) -> Any:
     """One image store per worker process (it caches digests and holds a Docker client)."""
     from ltenv.sandbox.images import ImageStore
 
     with _worker_lock:
         store = _worker_stores.get(spec)
         if store is None:
-            root, mapping = spec
-            store = ImageStore(Path(root) if root else None, image_map=dict(mapping) or None)
+            root, mapping, force_build, host_config = spec
+            # Host build settings are the worker node's own (detected there), unless switched off.
+            store = ImageStore(
+                Path(root) if root else None,
+                image_map=dict(mapping) or None,
+                force_build=force_build,
+                host_build_config=None if host_config else False,
+            )
             _worker_stores[spec] = store
         return store
 
@@ -345,7 +353,12 @@ class RayExecutor(Executor):
         # The default cache is the worker's own default (its $HOME may differ from ours).
         root = str(store.root) if store is not None and store.root != cache_dir() else None
         mapping = tuple(sorted(store.image_map.mapping.items())) if store is not None else ()
-        self._store_spec = (root, mapping)
+        self._store_spec = (
+            root,
+            mapping,
+            bool(store is not None and store.force_build),
+            bool(store is None or store.host_build_config_enabled),
+        )
         self._remote = ray.remote(_ray_episode).options(num_cpus=num_cpus, max_retries=0)
         self._policies: dict[int, Any] = {}
         self._in_flight: set[Any] = set()

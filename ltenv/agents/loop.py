@@ -114,6 +114,8 @@ def run_episode(
     traj = Trajectory(
         run=run,
         task=task.name,
+        # [task] name of task.toml, when it differs from the folder name (the id).
+        **({"task_display_name": task.display_name} if task.display_name != task.name else {}),
         task_path=str(task.path),
         task_checksum=task.checksum(),
         task_format=task.format,

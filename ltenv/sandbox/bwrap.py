@@ -50,7 +50,7 @@ from ltenv.sandbox.base import (
     SandboxSpec,
     run_bounded,
 )
-from ltenv.sandbox.images import PreparedImage
+from ltenv.sandbox.images import PreparedImage, lower_dirs
 from ltenv.sandbox.limits import CgroupLimits
 
 log = logging.getLogger(__name__)
@@ -559,7 +559,7 @@ class BwrapSandbox(Sandbox):
     def _start(self, name: str, pty: PtyRequest | None) -> None:
         assert self.dir is not None
         merged = self.dir / "merged"
-        lower = [str(p) for p in reversed(self.image.layers)]
+        lower = lower_dirs(self.image.layers)
         if not lower:
             raise SandboxError(f"image {self.image.image_id} has no layers")
         confined = confine.confined()
@@ -1013,7 +1013,7 @@ class BwrapSandbox(Sandbox):
         return launch(
             job,
             pid=self._child_pid,
-            layers=[str(p) for p in reversed(self.image.layers)],
+            layers=lower_dirs(self.image.layers),
             scratch=self.dir / "pristine",
             mount_point=f"{CTL_MOUNT}/{VIEW_MOUNT}",
             caps=(CAP_WAKE_ALARM,),

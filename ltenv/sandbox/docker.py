@@ -451,6 +451,7 @@ class DockerSandbox(Sandbox):
             return 0
 
     def run_trusted(self, job):
+        from ltenv.sandbox.images import lower_dirs
         from ltenv.sandbox.trusted_run import CAP_WAKE_ALARM, DOCKER_DEFAULT_CAPS, VIEW_MOUNT, launch
 
         why = self.trusted_unavailable()
@@ -464,7 +465,7 @@ class DockerSandbox(Sandbox):
             return launch(
                 job,
                 pid=pid,
-                layers=[str(p) for p in reversed(layers)],
+                layers=lower_dirs(layers),
                 scratch=ctl.parent / f"docker-view-{self.container_id[:12]}-{os.getpid()}",
                 mount_point=f"{CTL_MOUNT}/{VIEW_MOUNT}",
                 caps=(*DOCKER_DEFAULT_CAPS, CAP_WAKE_ALARM),

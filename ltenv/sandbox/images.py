@@ -18,6 +18,7 @@ Layout of the cache (``$LTENV_CACHE_DIR``, default ``~/.cache/ltenv``)::
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import hashlib
 import json
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ltenv.errors import ImageError
+from ltenv.sandbox import build_config
+from ltenv.sandbox.build_config import HostBuildConfig
 
 if TYPE_CHECKING:
     from ltenv.tasks import Task
@@ -47,6 +50,25 @@ _FROM_RE = re.compile(
     r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE | re.MULTILINE
 )
 _TAG_COMMENT_RE = re.compile(r"^#\s*ltenv-tag:\s*(\S+)", re.MULTILINE)
+# One path component of a Docker repository name (the distribution reference grammar).
+_REPO_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+
+
+def image_name(task_name: str) -> str:
+    """The repository component for a task's image tags: the task name itself when Docker accepts it, else a
+    lowercase form plus a hash of the exact name, so ``R_Pkg`` and ``r_pkg`` never share a tag.
+
+    Example:
+        >>> image_name("fix-off-by-one")
+        'fix-off-by-one'
+        >>> image_name("R_package_dependency_missing_medium")
+        'r_package_dependency_missing_medium-bd3c1f56'
+    """
+    if _REPO_COMPONENT_RE.match(task_name) and len(task_name) <= 128:
+        return task_name
+    base = re.sub(r"[^a-z0-9]+", lambda m: "_" if m.group(0) == "_" else "-", task_name.lower()).strip("-_")
+    base = re.sub(r"[-_]{2,}", "-", base)[:100] or "task"
+    return f"{base}-{hashlib.sha256(task_name.encode()).hexdigest()[:8]}"
 
 
 def cache_dir() -> Path:
@@ -88,6 +110,24 @@ class PreparedImage:
     layers: tuple[Path, ...]
     config: ImageConfig
     tag: str = ""
+
+
+def lower_dirs(layers: tuple[Path, ...] | list[Path]) -> list[str]:
+    """An image's layers (bottom first) as overlay lower dirs (top first), each layer once.
+
+    An image may list one layer twice (a ``RUN`` that changed nothing, ``RUN mkdir -p /app`` after
+    ``WORKDIR /app``: byte-identical layers share a diff id) and overlayfs refuses a lower dir given twice.
+    Keeping only the upper copy shows the same files as Docker: everything the lower copy adds, hides or
+    makes opaque, the upper copy does again above every layer between them.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for p in reversed(layers):
+        key = os.path.realpath(p)
+        if key not in seen:
+            seen.add(key)
+            out.append(str(p))
+    return out
 
 
 # --------------------------------------------------------------------------- Docker engine access
@@ -311,8 +351,27 @@ class ImageStore:
         *,
         log_fn: Callable[[str], None] | None = None,
         image_map: ImageMap | Mapping[str, str] | Path | str | None = None,
+        force_build: bool = False,
+        host_build_config: bool | HostBuildConfig | None = None,
     ):
-        """``image_map``: local stand-ins for foreign images (an :class:`ImageMap`, a mapping, or a file)."""
+        """``image_map``: local stand-ins for foreign images (an :class:`ImageMap`, a mapping, or a file).
+
+        ``force_build``: build Harbor tasks from ``environment/Dockerfile`` even when ``task.toml`` names a
+        prebuilt ``[environment] docker_image`` (Harbor's ``--force-build``).
+
+        ``host_build_config``: lend the host's CA bundle, pip/apt/npm index and proxy settings to builds as
+        BuildKit secrets (see :mod:`ltenv.sandbox.build_config`): ``None`` (default) detects them unless
+        ``LTENV_HOST_BUILD_CONFIG=0``; ``False`` never; ``True`` detects them; or a given
+        :class:`HostBuildConfig`. They never change an image's tag.
+        """
+        self.force_build = force_build
+        self._warned_no_buildkit = False
+        if host_build_config is None:
+            host_build_config = build_config.enabled()
+        self._host_config: HostBuildConfig | None = (
+            host_build_config if isinstance(host_build_config, HostBuildConfig) else None
+        )
+        self._host_config_wanted = bool(host_build_config)
         if isinstance(image_map, Path | str):
             image_map = ImageMap.load(image_map)
         elif image_map is not None and not isinstance(image_map, ImageMap):
@@ -434,14 +493,14 @@ class ImageStore:
             return img.id
 
     # -- task images
-    def substitutions_for(self, task: Task) -> list[Substitution]:
+    def substitutions_for(self, task: Task, *, force_build: bool | None = None) -> list[Substitution]:
         """The image-map substitutions building ``task`` makes (``[]`` without an image map).
 
         Reads only the task's Dockerfile ``FROM`` lines (or its ``docker_image``): no Docker engine needed.
         """
         if not self.image_map:
             return []
-        image = task.config.environment.docker_image
+        image = self.prebuilt_image(task, force_build=force_build)
         if image:
             target = self.image_map.lookup(image)
             return [Substitution(image, target, "docker_image")] if target else []
@@ -454,14 +513,18 @@ class ImageStore:
                 out.append(Substitution(base, target, "FROM"))
         return out
 
-    def _build_inputs(self, task: Task) -> tuple[list[Substitution], str, dict[str, str]]:
-        """What besides the build context decides the image: substitutions, Dockerfile name, build args."""
+    def _build_inputs(
+        self, task: Task, *, force_build: bool | None = None
+    ) -> tuple[list[Substitution], str, dict[str, str]]:
+        """What besides the build context decides the image: substitutions, Dockerfile name, build args.
+        (Secrets lent by :mod:`ltenv.sandbox.build_config` are not among them: they never change the tag.)"""
         compose = task.terminal_bench.compose if task.terminal_bench else None
         dockerfile = compose.dockerfile if compose else "Dockerfile"
-        return self.substitutions_for(task), dockerfile, dict(compose.build_args) if compose else {}
+        subs = self.substitutions_for(task, force_build=force_build)
+        return subs, dockerfile, dict(compose.build_args) if compose else {}
 
-    def _build_signature(self, task: Task) -> str:
-        subs, dockerfile, args = self._build_inputs(task)
+    def _build_signature(self, task: Task, *, force_build: bool | None = None) -> str:
+        subs, dockerfile, args = self._build_inputs(task, force_build=force_build)
         if not subs and dockerfile == "Dockerfile" and not args:
             return ""  # what every plain task has: tags of existing images stay valid
         return json.dumps(
@@ -469,38 +532,74 @@ class ImageStore:
             sort_keys=True,
         )
 
-    def task_tag(self, task: Task, base_ids: list[str]) -> str:
+    def task_tag(self, task: Task, base_ids: list[str], *, force_build: bool | None = None) -> str:
         """``ltenv-task/<name>:<digest>`` over the build context, the base image ids and, when there are any,
         the image-map substitutions, the Dockerfile name and build args (a new mapping means a new tag)."""
         h = hashlib.sha256(task.environment_digest().encode())
         for b in base_ids:
             h.update(b.encode())
-        sig = self._build_signature(task)
+        sig = self._build_signature(task, force_build=force_build)
         if sig:
             h.update(sig.encode())
-        return f"ltenv-task/{task.name}:{h.hexdigest()[:16]}"
+        return f"ltenv-task/{image_name(task.name)}:{h.hexdigest()[:16]}"
 
-    def build(self, task: Task, *, registry: Path | None = None, force: bool = False) -> str:
+    def prebuilt_image(self, task: Task, *, force_build: bool | None = None) -> str | None:
+        """The prebuilt ``docker_image`` the task runs on, or ``None`` when it is built from its Dockerfile
+        (no ``docker_image``, or ``force_build`` -- default: the store's -- and a Dockerfile to build)."""
+        image = task.config.environment.docker_image
+        force = self.force_build if force_build is None else force_build
+        if image and force:
+            if task.dockerfile is None:
+                raise ImageError(
+                    f"task {task.name!r}: --force-build needs a Dockerfile to build, and there is none at "
+                    f"{task.environment_dir} (the task only names the prebuilt image {image!r})"
+                )
+            return None
+        return image
+
+    def build(
+        self,
+        task: Task,
+        *,
+        registry: Path | None = None,
+        force: bool = False,
+        force_build: bool | None = None,
+    ) -> str:
         """Build the task image (bases first) and return its tag. Unchanged tasks are not rebuilt.
+
+        ``force`` rebuilds even when the tag exists. ``force_build`` (default: the store's setting) builds
+        from the task's Dockerfile even when ``task.toml`` names a prebuilt ``docker_image``.
 
         With an image map, a mapped ``docker_image`` is replaced by its stand-in (built on demand when it
         is a project recipe), and mapped ``FROM`` images are rewritten in an in-memory copy of the
         Dockerfile: the task folder is never written to, and no foreign name is ever tagged locally.
         """
         env = task.config.environment
-        if env.docker_image:
-            image = self.image_map.lookup(env.docker_image) or env.docker_image
-            self.ensure_base(image, registry=registry)
+        prebuilt = self.prebuilt_image(task, force_build=force_build)
+        if prebuilt:
+            image = self.image_map.lookup(prebuilt) or prebuilt
+            try:
+                self.ensure_base(image, registry=registry)
+            except ImageError as e:
+                hint = (
+                    " Build it from the task's Dockerfile instead with --force-build (force_build=True),"
+                    if task.dockerfile is not None
+                    else ""
+                )
+                raise ImageError(
+                    f"task {task.name!r}: [environment] docker_image {prebuilt!r} is not available.{hint} "
+                    f"or map it to a local image with --image-map FILE.\n  {e}"
+                ) from None
             return image
         dockerfile = _checked_context(task)
         if dockerfile is None:
             raise ImageError(f"task {task.name!r}: no Dockerfile at {task.environment_dir}")
-        subs, dockerfile_name, build_args = self._build_inputs(task)
+        subs, dockerfile_name, build_args = self._build_inputs(task, force_build=force_build)
         mapped = {s.source: s.target for s in subs}
         base_ids = [
             self.ensure_base(mapped.get(b, b), registry=registry) for b in dockerfile_bases(dockerfile)
         ]
-        tag = self.task_tag(task, base_ids)
+        tag = self.task_tag(task, base_ids, force_build=force_build)
         if not force and _local_image(self.client, tag) is not None:
             return tag
         self.log(f"building {tag}" + "".join(f"\n  image map: {s}" for s in subs))
@@ -530,7 +629,25 @@ class ImageStore:
         build_args: dict[str, str] | None = None,
     ) -> str:
         """``docker build`` of ``context``; with ``dockerfile_text``, from an in-memory context holding that
-        Dockerfile instead of the one on disk."""
+        Dockerfile instead of the one on disk. With host build settings to lend (:attr:`host_config`), the
+        build runs on BuildKit with them as secrets (:meth:`_build_with_secrets`)."""
+        host = self.host_config
+        if host is not None and not host.empty:
+            cli = build_config.buildkit_cli()
+            if cli is not None:
+                text = dockerfile_text
+                if text is None:
+                    text = (context / dockerfile).read_text(encoding="utf-8")
+                return self._build_with_secrets(
+                    cli, context, tag, host, labels=labels, timeout=timeout, text=text, build_args=build_args
+                )
+            if not self._warned_no_buildkit:
+                self._warned_no_buildkit = True
+                log.warning(
+                    "the host's package-index settings (%s) are not lent to builds: no docker CLI with "
+                    "BuildKit found (install docker-buildx, or set LTENV_DOCKER_CLI)",
+                    "; ".join(host.summary()),
+                )
         lines: list[str] = []
         image_id = None
         t0 = time.monotonic()
@@ -576,21 +693,96 @@ class ImageStore:
             raise ImageError(f"building {tag} produced no image")
         return image_id or img.id
 
+    @property
+    def host_build_config_enabled(self) -> bool:
+        """Whether builds lend the host's package-index settings (see :mod:`ltenv.sandbox.build_config`)."""
+        return self._host_config_wanted
+
+    def with_options(self, *, force_build: bool) -> ImageStore:
+        """This store (same cache, Docker client and image map) with another ``force_build`` setting."""
+        if force_build == self.force_build:
+            return self
+        other = copy.copy(self)
+        other.force_build = force_build
+        return other
+
+    @property
+    def host_config(self) -> HostBuildConfig | None:
+        """The host settings lent to builds (detected once), or ``None`` when that is switched off."""
+        if not self._host_config_wanted:
+            return None
+        if self._host_config is None:
+            self._host_config = HostBuildConfig.detect()
+            if not self._host_config.empty:
+                self.log("builds inherit from the host: " + "; ".join(self._host_config.summary()))
+        return self._host_config
+
+    def _build_with_secrets(
+        self,
+        cli: str,
+        context: Path,
+        tag: str,
+        host: HostBuildConfig,
+        *,
+        labels: dict[str, str],
+        timeout: float,
+        text: str,
+        build_args: dict[str, str] | None,
+    ) -> str:
+        """``docker build`` on BuildKit with the host's settings as secrets mounted into every ``RUN`` step
+        (the Dockerfile goes in on stdin, rewritten in memory); nothing of them reaches the image."""
+        with host.secrets() as secrets, tempfile.TemporaryDirectory(prefix="ltenv-build-") as tmp:
+            iidfile = Path(tmp) / "iid"
+            cmd = [cli, "build", "--progress=plain", "--file", "-", "--tag", tag, "--iidfile", str(iidfile)]
+            cmd += [f"--label={k}={v}" for k, v in labels.items()]
+            args = {**(build_args or {}), **proxy_build_args()}
+            cmd += [f"--build-arg={k}={v}" for k, v in args.items()]
+            cmd += secrets.cli_flags()
+            cmd.append(str(context))
+            dockerfile = build_config.lend_to_dockerfile(text, secrets)
+            try:
+                proc = subprocess.run(
+                    cmd,
+                    input=dockerfile,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout + 60,
+                    env=build_config.docker_host_env(),
+                )
+            except subprocess.TimeoutExpired:
+                raise ImageError(
+                    f"building {tag} from {context} exceeded build_timeout_sec={timeout:g}"
+                ) from None
+            except OSError as e:
+                raise ImageError(f"building {tag} from {context} failed: cannot run {cli}: {e}") from None
+            if proc.returncode != 0:
+                tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
+                raise ImageError(f"building {tag} from {context} failed (exit {proc.returncode}):\n{tail}")
+            image_id = iidfile.read_text().strip() if iidfile.is_file() else ""
+        img = _local_image(self.client, tag)
+        if img is None:
+            raise ImageError(f"building {tag} produced no image")
+        return image_id or img.id
+
     # -- export to the layer cache
-    def prepare(self, task: Task, *, registry: Path | None = None) -> PreparedImage:
+    def prepare(
+        self, task: Task, *, registry: Path | None = None, force_build: bool | None = None
+    ) -> PreparedImage:
         """Layers and config for a task, from the cache when the task's environment is unchanged.
 
-        Needs a Docker engine only the first time (to build and export).
+        Needs a Docker engine only the first time (to build and export). ``force_build`` (default: the
+        store's setting) builds from the Dockerfile even when the task names a prebuilt ``docker_image``.
         """
         digest = self._environment_digest(task)
-        build_sig = self._build_signature(task)
+        build_sig = self._build_signature(task, force_build=force_build)
+        prebuilt = self.prebuilt_image(task, force_build=force_build) or ""
         ref = self._ref_path(task.name)
         if ref.is_file():
             try:
                 data = json.loads(ref.read_text())
                 if (
                     data.get("environment_digest") == digest
-                    and data.get("docker_image") == (task.config.environment.docker_image or "")
+                    and data.get("docker_image") == prebuilt
                     and data.get("build", "") == build_sig
                 ):
                     prepared = self.cached(data["image_id"])
@@ -599,7 +791,7 @@ class ImageStore:
             except (ValueError, KeyError, OSError):
                 pass
         with self._lock(f"task-{task.name}"):
-            tag = self.build(task, registry=registry)
+            tag = self.build(task, registry=registry, force_build=force_build)
             prepared = self.export(tag)
             ref.parent.mkdir(parents=True, exist_ok=True)
             tmp = ref.with_suffix(".tmp")
@@ -607,7 +799,7 @@ class ImageStore:
                 json.dumps(
                     {
                         "environment_digest": digest,
-                        "docker_image": task.config.environment.docker_image or "",
+                        "docker_image": prebuilt,
                         "build": build_sig,
                         "image_id": prepared.image_id,
                         "tag": tag,
@@ -776,12 +968,16 @@ class ImageStore:
                 _rmtree(tmp)
 
     # -- the Docker backend runs images in the engine directly
-    def engine_image(self, task: Task, *, registry: Path | None = None) -> tuple[str, ImageConfig]:
+    def engine_image(
+        self, task: Task, *, registry: Path | None = None, force_build: bool | None = None
+    ) -> tuple[str, ImageConfig]:
         """The engine-side image of a task (built if needed) and its runtime config.
 
         Remembered per task while its ``environment/`` is unchanged, so a reset costs one image inspect.
         """
-        digest = self._environment_digest(task)
+        digest = (
+            self._environment_digest(task) + "|" + (self.prebuilt_image(task, force_build=force_build) or "")
+        )
         hit = self._engine_images.get(task.path)
         if hit is not None and hit[0] == digest:
             try:
@@ -790,7 +986,7 @@ class ImageStore:
             except Exception:
                 pass  # removed since: build again
         with self._lock(f"task-{task.name}"):
-            tag = self.build(task, registry=registry)
+            tag = self.build(task, registry=registry, force_build=force_build)
         attrs = self.client.api.inspect_image(tag)
         config = ImageConfig.from_docker(attrs.get("Config"))
         self._engine_images[task.path] = (digest, tag, config)

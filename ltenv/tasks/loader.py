@@ -12,12 +12,12 @@ from pydantic import ValidationError
 from ltenv.errors import SuiteLoadError, TaskLoadError
 from ltenv.tasks.contain import Escape, find_escapes, refuse
 from ltenv.tasks.discovery import discover
-from ltenv.tasks.model import TASK_NAME_RE, OracleSpec, Task, TaskConfig, VerifierSpec
+from ltenv.tasks.model import FOLDER_NAME_RE, OracleSpec, Task, TaskConfig, VerifierSpec
 
 
 def _format_loc(loc: tuple) -> str:
     parts = [str(p) for p in loc]
-    if len(parts) >= 2 and parts[0] in {"metadata", "agent", "verifier", "environment", "solution"}:
+    if len(parts) >= 2 and parts[0] in {"task", "metadata", "agent", "verifier", "environment", "solution"}:
         return f"[{parts[0]}] " + ".".join(parts[1:])
     return ".".join(parts) or "(top level)"
 
@@ -35,9 +35,13 @@ def load_task(path: Path | str) -> Task:
     if not folder.is_dir():
         raise TaskLoadError(folder, ".", None, "not a directory")
     name = folder.name
-    if not TASK_NAME_RE.match(name):
+    if not FOLDER_NAME_RE.match(name):
         raise TaskLoadError(
-            folder, ".", "name", "folder name must be lowercase letters, digits, '.', '_' or '-'"
+            folder,
+            ".",
+            "name",
+            "folder name must start with a letter or digit and hold only letters, "
+            "digits, '.', '_' or '-' (it becomes the Gymnasium id)",
         )
 
     toml_path = folder / "task.toml"
@@ -63,6 +67,13 @@ def load_task(path: Path | str) -> Task:
         detail = "; ".join(f"{_format_loc(tuple(x['loc']))}: {x['msg']}" for x in errs)
         raise TaskLoadError(folder, "task.toml", first, detail) from None
     _check_contained(folder, config, escapes)
+    meta = config.metadata
+    if meta.domain is None and meta.category:
+        from ltenv.tasks.terminal_bench import domain_for_category
+
+        config = config.model_copy(
+            update={"metadata": meta.model_copy(update={"domain": domain_for_category(meta.category)})}
+        )
 
     instr_path = folder / "instruction.md"
     if not instr_path.is_file():

@@ -25,6 +25,10 @@ DOMAINS: tuple[str, ...] = (
 )
 
 TASK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+"""Names of tasks we ship or synthesize."""
+FOLDER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+"""Folder names a loaded task may have (Harbor and Terminal-Bench suites use mixed case,
+``R_package_dependency_missing_medium``): what a Gymnasium id accepts."""
 
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _MEMORY_UNIT_MB = {"": 1 / (1024 * 1024), "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
@@ -45,6 +49,14 @@ class Metadata(_Section):
     tags: list[str] = Field(default_factory=list)
     author_name: str | None = None
     author_email: str | None = None
+
+
+class TaskSection(_Section):
+    """``[task]``: Harbor's task identity. ``name`` (e.g. ``LiteCoder/<task>``) is the display name; the
+    folder name stays the task's id (Gymnasium ids, image tags, file names)."""
+
+    name: str | None = Field(default=None, min_length=1)
+    description: str | None = None
 
 
 class AgentConfig(_Section):
@@ -123,6 +135,7 @@ class TaskConfig(_Section):
     """The whole ``task.toml``."""
 
     version: str = "1.0"
+    task: TaskSection = Field(default_factory=TaskSection)
     metadata: Metadata = Field(default_factory=Metadata)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
@@ -254,6 +267,12 @@ class Task(BaseModel):
     """``harbor``: Harbor / Terminal-Bench 2.0 (task.toml); ``terminal-bench``: Terminal-Bench 1.x (task.yaml)."""
     terminal_bench: TerminalBenchConfig | None = None
     """Terminal-Bench 1.x settings (``format == "terminal-bench"`` only)."""
+
+    @property
+    def display_name(self) -> str:
+        """How the task is shown (``ltenv list``, trajectories): ``[task] name`` of ``task.toml`` when set
+        (e.g. ``LiteCoder/fix-the-build``), else :attr:`name`, the folder name, which stays the id."""
+        return self.config.task.name or self.name
 
     @property
     def domain(self) -> str | None:

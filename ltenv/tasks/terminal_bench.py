@@ -95,6 +95,61 @@ class TaskYaml(BaseModel):
         return v
 
 
+# Terminal-Bench / Harbor categories -> the project's domains (ltenv.tasks.model.DOMAINS). Keys are normalized
+# (lowercase, '-' and spaces as '_'); an unknown category maps to DEFAULT_DOMAIN and stays in
+# [metadata] category.
+CATEGORY_DOMAINS: dict[str, str] = {
+    "software_engineering": "coding",
+    "coding": "coding",
+    "programming": "coding",
+    "debugging": "coding",
+    "algorithms": "coding",
+    "algorithm_design": "coding",
+    "web": "coding",
+    "web_development": "coding",
+    "file_operations": "system_admin",
+    "system_administration": "system_admin",
+    "system_admin": "system_admin",
+    "sysadmin": "system_admin",
+    "file_system": "system_admin",
+    "personal_assistant": "system_admin",
+    "security": "security",
+    "cybersecurity": "security",
+    "forensics": "security",
+    "data_science": "data_science",
+    "data_processing": "data_science",
+    "data_analysis": "data_science",
+    "data_querying": "data_science",
+    "database": "data_science",
+    "scientific_computing": "scientific_computing",
+    "mathematics": "scientific_computing",
+    "math": "scientific_computing",
+    "optimization": "scientific_computing",
+    "machine_learning": "ai_ml",
+    "model_training": "ai_ml",
+    "ai_ml": "ai_ml",
+    "ai": "ai_ml",
+    "ml": "ai_ml",
+    "games": "games",
+    "game": "games",
+    "networking": "networking",
+    "network": "networking",
+    "build_tools": "build_tools",
+    "build_systems": "build_tools",
+    "software_build": "build_tools",
+    "version_control": "version_control",
+    "git": "version_control",
+}
+DEFAULT_DOMAIN = "coding"
+
+
+def domain_for_category(category: str | None) -> str:
+    """The project domain of a Terminal-Bench / Harbor ``category`` (``software-engineering`` -> ``coding``);
+    a category that names no known domain maps to :data:`DEFAULT_DOMAIN`."""
+    key = re.sub(r"[\s/-]+", "_", (category or "").strip().lower())
+    return CATEGORY_DOMAINS.get(key, DEFAULT_DOMAIN)
+
+
 def is_terminal_bench_dir(path: Path) -> bool:
     return (path / "task.yaml").is_file()
 
@@ -445,6 +500,7 @@ def load_terminal_bench_task(folder: Path) -> Task:
     config = TaskConfig(
         version="terminal-bench-1",
         metadata=Metadata(
+            domain=domain_for_category(ty.category),
             difficulty=ty.difficulty,
             category=ty.category,
             tags=ty.tags,

@@ -51,7 +51,7 @@ def test_loads_every_task_yaml_field(tb: Path):
         ["arithmetic", "text-processing"],
     )
     assert (md.author_name, md.author_email) == ("LiteCoder-Terminal fixtures", "fixtures@example.org")
-    assert md.domain is None
+    assert md.domain == "system_admin"  # category file-operations, mapped to the project's domains
     assert task.config.agent.timeout_sec == 240.0
     assert task.config.verifier.timeout_sec == 90.0
     assert task.config.environment.allow_internet is True  # TB containers are on Docker's default network
@@ -349,8 +349,9 @@ def test_harbor_tb2_task_toml_loads_with_every_key_kept():
     assert cfg.agent.timeout_sec == 300.0
     extra = cfg.model_extra or {}
     assert extra["schema_version"] == "1.1" and extra["artifacts"] == []
-    assert extra["task"]["name"] == "ltenv-fixtures/harbor-prebuilt-image"
-    assert extra["task"]["authors"] == [
+    assert cfg.task.name == task.display_name == "ltenv-fixtures/harbor-prebuilt-image"
+    assert task.name == "harbor-prebuilt-image" and task.domain == "system_admin"  # from category
+    assert (cfg.task.model_extra or {})["authors"] == [
         {"name": "LiteCoder-Terminal fixtures", "email": "fixtures@example.org"}
     ]
     assert cfg.solution.env == {} and "solution" not in extra
