@@ -269,6 +269,9 @@ def validate(
         console.print(f"[dim]image[/] {task.name}", highlight=False)
 
     def on_result(r: ValidationResult) -> None:
+        if r.unsupported:
+            console.print(f"[yellow]unsupported[/] {r.name}: {escape(r.unsupported)}", highlight=False)
+            return
         mark = "[green]valid[/]" if r.valid else "[red]INVALID[/]"
         lines = [f"{mark} {r.name}: oracle={r.oracle_runs} nop={r.nop_runs} {r.seconds:.1f}s"]
         lines += [f"    [yellow]image map[/]: {escape(x)}" for x in r.image_substitutions]
@@ -297,6 +300,9 @@ def validate(
         offline_tests=offline_tests,
         attacks=chosen,
     )
+    n_unsupported = sum(bool(r.unsupported) for r in results)
+    results_run = results
+    results = [r for r in results if not r.unsupported]
     n_valid = sum(r.valid for r in results)
     by_domain: dict[str, int] = {}
     for r in results:
@@ -307,10 +313,15 @@ def validate(
         + ", ".join(f"{k}={v}" for k, v in sorted(by_domain.items())),
         highlight=False,
     )
+    if n_unsupported:
+        console.print(
+            f"{n_unsupported} task(s) not run: unsupported on the {backend} backend (listed above)",
+            highlight=False,
+        )
     if suite.errors:
         console.print(f"{len(suite.errors)} folder(s) could not be loaded (listed above)", highlight=False)
     if as_json:
-        rows = [r.to_dict() for r in results]
+        rows = [r.to_dict() for r in results_run]
         # Folders that failed to load are invalid too: listed with their load error.
         rows += [
             ValidationResult(e.folder.name, None, None, False, 0.0, error=str(e)).to_dict()

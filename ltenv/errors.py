@@ -38,6 +38,10 @@ class SandboxError(LtenvError):
     """The sandbox could not be created, crashed, or was used after it was closed."""
 
 
+class UnsupportedTaskError(SandboxError):
+    """The task needs what this sandbox backend does not provide (a multi-service task on ``bwrap``)."""
+
+
 class ImageError(LtenvError):
     """A task image could not be built, pulled, bootstrapped or exported."""
 

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 
 from ltenv.errors import LtenvError
-from ltenv.sandbox import DEFAULT_BACKEND, create_sandbox, image_task
+from ltenv.sandbox import DEFAULT_BACKEND, create_sandbox, image_task, unsupported
 from ltenv.sandbox.images import ImageStore
 from ltenv.tasks.model import Task
 from ltenv.verify import VerifierResult, run_oracle, verify
@@ -69,6 +69,8 @@ class ValidationResult:
     notes: list[str] = field(default_factory=list)
     attacks: list[AttackResult] = field(default_factory=list)
     """Built-in attacks run against the task (``--attacks``), in suite order; empty when none were asked."""
+    unsupported: str | None = None
+    """Why the backend cannot run the task (a multi-service task on ``bwrap``): not run, and not invalid."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -170,6 +172,9 @@ def validate_task(
     its tools (see :func:`ltenv.verify.verify`); reported in the result.
     """
     store = store or ImageStore()
+    why = unsupported(task, backend)
+    if why:
+        return _unsupported(task, why)
     t0 = time.monotonic()
     result = _validate_base(task, backend=backend, runs=runs, store=store, offline_tests=offline_tests)
     if attacks:
@@ -254,6 +259,12 @@ def _validate_base(
     )
 
 
+def _unsupported(task: Task, why: str) -> ValidationResult:
+    return ValidationResult(
+        task.name, None, None, True, 0.0, domain=task.domain, format=task.format, unsupported=why
+    )
+
+
 def _failed_tests(res: VerifierResult) -> str:
     failed = [t.name for t in res.tests if t.outcome in ("failed", "error")]
     if failed:
@@ -282,7 +293,14 @@ def validate_suite(
     tasks = list(tasks)
     build_errors: dict[str, str] = {}
     prepared: dict[str, str] = {}  # image task name -> error ("" when ready): a shared image is prepared once
+    results: dict[str, ValidationResult] = {}
     for task in tasks:  # bwrap: build and unpack layers; docker: build in the engine
+        why = unsupported(task, backend)
+        if why:
+            results[task.name] = _unsupported(task, why)
+            if on_result:
+                on_result(results[task.name])
+            continue
         itask = image_task(task)
         if itask.name not in prepared or itask is task:
             if on_build:
@@ -292,12 +310,15 @@ def validate_suite(
                     store.prepare(itask)
                 else:
                     store.engine_image(itask)
+                    if task.services is not None:
+                        from ltenv.sandbox.compose import service_images
+
+                        service_images(task, store)
                 prepared[itask.name] = ""
             except LtenvError as e:
                 prepared[itask.name] = str(e)
         if prepared[itask.name]:
             build_errors[task.name] = prepared[itask.name]
-    results: dict[str, ValidationResult] = {}
     by_name = {t.name: t for t in tasks}
     for name, err in build_errors.items():
         task = by_name[name]
@@ -314,7 +335,7 @@ def validate_suite(
         )
         if on_result:
             on_result(results[name])
-    todo = [t for t in tasks if t.name not in build_errors]
+    todo = [t for t in tasks if t.name not in build_errors and t.name not in results]
     attacks = list(attacks or ())
     started: dict[str, float] = {}
     partial: dict[str, ValidationResult] = {}  # oracle and nop done, attacks in flight

@@ -80,6 +80,17 @@ def image_task(task: Task) -> Task:
     return task.model_copy(update={"name": f"image-{slug}", "path": cache_dir() / "shared-images" / slug})
 
 
+def unsupported(task: Task, backend: str) -> str | None:
+    """Why ``backend`` cannot run ``task`` (``None`` if it can): multi-service tasks need ``docker``."""
+    if task.services is not None and backend != "docker":
+        names = ", ".join(s.name for s in task.services.services)
+        return (
+            f"a multi-service task ({task.services.file} runs {names} beside the agent's container) needs "
+            f"the docker backend; the {backend} backend runs one sandbox per episode (use --backend docker)"
+        )
+    return None
+
+
 def create_sandbox(
     task: Task, *, backend: str = DEFAULT_BACKEND, store: ImageStore | None = None, **spec_overrides
 ) -> Sandbox:
@@ -92,6 +103,11 @@ def create_sandbox(
 
     store = store or ImageStore()
     spec = spec_for(task, **spec_overrides)
+    why = unsupported(task, backend)
+    if why:
+        from ltenv.errors import UnsupportedTaskError
+
+        raise UnsupportedTaskError(f"task {task.name!r}: {why}")
     box: Sandbox
     if backend == "bwrap":
         prepared = store.prepare(image_task(task))
@@ -102,7 +118,12 @@ def create_sandbox(
         tag, config = store.engine_image(image_task(task))
         if "workdir" not in spec_overrides and not task.container_workdir and config.workdir:
             spec.workdir = config.workdir
-        box = cls(tag, spec, image_config=config, task_name=task.name)
+        services = None
+        if task.services is not None:
+            from ltenv.sandbox.compose import ServiceGroup, service_images
+
+            services = ServiceGroup(task.name, task.path, task.services, service_images(task, store), spec)
+        box = cls(tag, spec, image_config=config, task_name=task.name, services=services)
     box.setup = setup_for(task)
     return box
 
@@ -120,4 +141,5 @@ __all__ = [
     "image_task",
     "setup_for",
     "spec_for",
+    "unsupported",
 ]

@@ -47,6 +47,7 @@ from ltenv.sandbox import disk, janitor
 from ltenv.sandbox.base import DEFAULT_ENV, ExecResult, PtyProcess, PtyRequest, Sandbox, SandboxSpec
 
 if TYPE_CHECKING:
+    from ltenv.sandbox.compose import ServiceGroup
     from ltenv.sandbox.images import ImageConfig
 
 log = logging.getLogger(__name__)
@@ -221,10 +222,13 @@ class DockerSandbox(Sandbox):
         *,
         image_config: ImageConfig | None = None,
         task_name: str = "",
+        services: ServiceGroup | None = None,
     ):
         self.image = image
         self.spec = spec or SandboxSpec()
         self.task_name = task_name
+        self.services = services
+        """The services of a multi-service task (:mod:`ltenv.sandbox.compose`), started before the container."""
         self.image_config = image_config
         self.container_id: str | None = None
         self._init_pid: int | None = None  # the container init's host pid, once looked up
@@ -274,7 +278,12 @@ class DockerSandbox(Sandbox):
             host_config["binds"] = {str(ctl): {"bind": CTL_MOUNT, "mode": "ro"}}
         _live.add(self)
         try:
-            self.container_id = self._create(env, labels, host_config, lifetime)
+            networking = None
+            if self.services is not None:  # its services first, on a network of the episode's own
+                host_config["network_mode"] = self.services.start(self.api, labels)
+                self.services.wait_for_agent()
+                networking = self.services.endpoint(self.api)
+            self.container_id = self._create(env, labels, host_config, lifetime, networking)
             self._disk = self._limit_disk()
             # The container dies with this process: if it is killed, its janitor removes the container.
             janitor.register(
@@ -296,26 +305,10 @@ class DockerSandbox(Sandbox):
     def _limit_disk(self) -> disk.Scratch | None:
         """Move the created container's writable layer and files onto a filesystem of ``storage_mb``
         (``None`` where that cannot be done here, after one warning)."""
-        if self.spec.storage_mb is None:
-            return None
-        why = _disk_unavailable()
-        if why:
-            disk.warn_unlimited(why)
-            return None
         try:
-            graph = self.api.inspect_container(self.container_id).get("GraphDriver") or {}
-        except Exception as e:
-            raise self._dead("inspecting the new container", e) from None
-        upper = (graph.get("Data") or {}).get("UpperDir")
-        if graph.get("Name") != "overlay2" or not upper:
-            disk.warn_unlimited(f"the Docker storage driver is {graph.get('Name')!r}, not overlay2")
-            return None
-        layer = Path(upper).parent
-        if not layer.is_dir():
-            disk.warn_unlimited(f"the Docker engine's layer folders ({layer.parent}) are not on this machine")
-            return None
-        files = layer.parent.parent / "containers" / str(self.container_id)
-        return disk.attach_container(layer, files if files.is_dir() else None, self.spec.storage_mb)
+            return limit_container_disk(self.api, str(self.container_id), self.spec.storage_mb)
+        except SandboxError as e:
+            raise self._dead("inspecting the new container", e.__cause__ or e) from None
 
     def _check_disk(self) -> None:
         """Once per process: the started container's root must be on the filesystem made for it (an engine in
@@ -335,9 +328,12 @@ class DockerSandbox(Sandbox):
         _disk_off.append("the Docker engine does not see this process's mounts (another mount namespace)")
         disk.warn_unlimited(_disk_off[0])
 
-    def _create(self, env: dict[str, str], labels: dict[str, str], host_config: dict, lifetime: int) -> str:
+    def _create(
+        self, env: dict[str, str], labels: dict[str, str], host_config: dict, lifetime: int, networking=None
+    ) -> str:
         workdir = self.spec.workdir or self.image_config.workdir or "/"
         kwargs = dict(
+            networking_config=networking,
             image=self.image,
             command=["sleep", str(lifetime)],
             entrypoint=[],
@@ -420,6 +416,8 @@ class DockerSandbox(Sandbox):
             self._disk = None
         if self.container_id is not None:
             janitor.unregister(self.container_id)
+        if self.services is not None:
+            self.services.close()
         _live.discard(self)
 
     def __del__(self):
@@ -767,6 +765,32 @@ class _Demux:
             yield stream, data
 
 
+def limit_container_disk(api, container_id: str, storage_mb: int | None) -> disk.Scratch | None:
+    """Move a created (not started) container's writable layer and engine-managed files onto a filesystem of
+    ``storage_mb`` (:func:`ltenv.sandbox.disk.attach_container`); ``None`` where that cannot be done here (no
+    quota asked, a remote engine, another storage driver...), after one warning."""
+    if storage_mb is None:
+        return None
+    why = _disk_unavailable()
+    if why:
+        disk.warn_unlimited(why)
+        return None
+    try:
+        graph = api.inspect_container(container_id).get("GraphDriver") or {}
+    except Exception as e:
+        raise SandboxError(f"inspecting container {container_id[:12]} failed: {_api_error(e)}") from e
+    upper = (graph.get("Data") or {}).get("UpperDir")
+    if graph.get("Name") != "overlay2" or not upper:
+        disk.warn_unlimited(f"the Docker storage driver is {graph.get('Name')!r}, not overlay2")
+        return None
+    layer = Path(upper).parent
+    if not layer.is_dir():
+        disk.warn_unlimited(f"the Docker engine's layer folders ({layer.parent}) are not on this machine")
+        return None
+    files = layer.parent.parent / "containers" / container_id
+    return disk.attach_container(layer, files if files.is_dir() else None, storage_mb)
+
+
 CTL_MOUNT = "/run/ltenv"
 _disk_verified = False
 _disk_off: list[str] = []  # why disk quotas turned out not to work with this engine, once known
@@ -921,7 +945,8 @@ def _gc_once() -> None:
 
 
 def gc_containers(*, verbose: bool = False, quiet: bool = False) -> int:
-    """Remove ltenv containers whose owner process on this host is gone, or whose lifetime has passed.
+    """Remove ltenv containers (and multi-service episodes' networks) whose owner process on this host is
+    gone, or whose lifetime has passed.
 
     Containers of live processes are left alone; so are those of other hosts until they expire.
     """
@@ -949,6 +974,9 @@ def gc_containers(*, verbose: bool = False, quiet: bool = False) -> int:
         except Exception as e:
             if not quiet:
                 log.warning("removing container %s failed: %s", c["Id"][:12], _api_error(e))
+    from ltenv.sandbox.compose import gc_networks
+
+    removed += gc_networks(LABEL, _owner_alive, verbose=verbose)  # multi-service episodes' networks
     with contextlib.suppress(OSError):
         disk.gc_scratch(verbose)  # what the engine did not unmount (containers removed by hand, ...)
     return removed

@@ -15,6 +15,8 @@ Messages (one JSON object per line):
 * ``{"add": KEY, "procs": [[PID, START], ...], "cgroup": NAME, "mounts": [PATH, ...], "dir": PATH}``
   (mounts are detached in order, before the folder is deleted)
 * ``{"add": KEY, "container": ID}`` (a Docker container, removed with ``docker rm -f``)
+* ``{"add": KEY, "containers": [ID, ...], "network": NAME}`` (a multi-service episode's services and its
+  network: the containers are removed, then the network; the same KEY sent again replaces the entry)
 * ``{"del": KEY}``
 """
 
@@ -64,14 +66,14 @@ def clean(entry):
         if start is not None and proc_start(pid) == start:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-    if entry.get("container"):
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(
-                ["docker", "rm", "-f", entry["container"]],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=60,
-            )
+    containers = [entry["container"]] if entry.get("container") else list(entry.get("containers") or [])
+    if containers:
+        _docker("rm", "-f", *containers)
+    if entry.get("network"):
+        for _ in range(10):  # the engine may still be detaching a container being removed
+            if _docker("network", "rm", entry["network"]):
+                break
+            time.sleep(0.2)
     time.sleep(0.05)  # let the killed processes release the mount
     libc = ctypes.CDLL(None, use_errno=True)
     for mount in [entry["mount"]] if entry.get("mount") else entry.get("mounts", []):
@@ -80,6 +82,19 @@ def clean(entry):
         shutil.rmtree(entry["dir"], ignore_errors=True)
     if cgroups is not None:
         cgroups.destroy()
+
+
+def _docker(*args):
+    """Run the docker CLI (best effort); whether it succeeded."""
+    try:
+        return (
+            subprocess.run(
+                ["docker", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 _client = None  # (pid of the driver that started it, Popen)
@@ -135,7 +150,8 @@ def main():
             live[msg["add"]] = msg
         elif "del" in msg:
             live.pop(msg["del"], None)
-    for entry in live.values():
+    # Networks last: the engine removes one only once every container on it (the agent's too) is gone.
+    for entry in sorted(live.values(), key=lambda e: bool(e.get("network"))):
         clean(entry)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ltenv.errors import SuiteLoadError, TaskLoadError
+from ltenv.tasks.compose import load_harbor_services
 from ltenv.tasks.contain import Escape, find_escapes, refuse
 from ltenv.tasks.discovery import discover
 from ltenv.tasks.model import FOLDER_NAME_RE, OracleSpec, Task, TaskConfig, VerifierSpec
@@ -100,7 +101,8 @@ def load_task(path: Path | str) -> Task:
     _check_commands(folder)
     _check_setup(folder, config)
 
-    return Task(name=name, path=folder, instruction=instruction, config=config)
+    services = load_harbor_services(folder)
+    return Task(name=name, path=folder, instruction=instruction, config=config, services=services)
 
 
 def _inside(folder: Path, rel: str) -> Path | None:

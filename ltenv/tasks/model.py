@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ltenv.tasks.compose import ServiceGraph
+
 DOMAINS: tuple[str, ...] = (
     "ai_ml",
     "build_tools",
@@ -267,6 +269,9 @@ class Task(BaseModel):
     """``harbor``: Harbor / Terminal-Bench 2.0 (task.toml); ``terminal-bench``: Terminal-Bench 1.x (task.yaml)."""
     terminal_bench: TerminalBenchConfig | None = None
     """Terminal-Bench 1.x settings (``format == "terminal-bench"`` only)."""
+    services: ServiceGraph | None = None
+    """The services the compose file runs beside the agent's container (a database, a queue...), or ``None``
+    for a single-container task. Multi-service tasks run on the docker backend only."""
 
     @property
     def display_name(self) -> str:
@@ -338,6 +343,8 @@ class Task(BaseModel):
         """Environment the task's container gets besides the image's (TB: the compose service's)."""
         if self.terminal_bench is not None and self.terminal_bench.compose is not None:
             return dict(self.terminal_bench.compose.environment)
+        if self.services is not None:  # Harbor: the compose file's `main` service
+            return dict(self.services.agent_environment)
         return {}
 
     @property
@@ -346,6 +353,8 @@ class Task(BaseModel):
         else ``None``."""
         if self.terminal_bench is not None and self.terminal_bench.compose is not None:
             return self.terminal_bench.compose.working_dir
+        if self.services is not None and self.services.agent_working_dir:
+            return self.services.agent_working_dir
         return self.config.environment.workdir
 
     @property

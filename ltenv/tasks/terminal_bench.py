@@ -13,7 +13,7 @@ A Terminal-Bench 1.x folder::
                             append_enter}, ...]
 
 What is refused (a :class:`~ltenv.errors.TaskLoadError` naming folder, file and field): parsers other than
-``pytest``, compose files with several services, compose volumes other than Terminal-Bench's log mounts,
+``pytest``, compose volumes of the agent's service other than Terminal-Bench's log mounts,
 build contexts outside the task folder, compose build options that would change the image
 (``target``, ``dockerfile_inline``, ``secrets``...), and symlinks that lead outside the task folder
 (see :mod:`ltenv.tasks.contain`).
@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ltenv.errors import TaskLoadError
+from ltenv.tasks.compose import ComposeReader, ServiceGraph, agent_service_name
 from ltenv.tasks.contain import Escape, build_context_rules, find_escapes, refuse
 from ltenv.tasks.model import (
     AgentConfig,
@@ -291,33 +292,47 @@ def _kv_list(value: Any, folder: Path, file: str, field: str) -> dict[str, str |
 
 
 def load_compose(folder: Path, task_name: str) -> ComposeService | None:
-    """Read the task's compose file (``None`` if there is none). One service only."""
+    """Read the agent's service of the task's compose file (``None`` if there is none)."""
+    return load_compose_services(folder, task_name)[0]
+
+
+def load_compose_services(folder: Path, task_name: str) -> tuple[ComposeService | None, ServiceGraph | None]:
+    """Read the task's compose file: the agent's service, and the services beside it (``None`` when it is the
+    only one). See :mod:`ltenv.tasks.compose` for the services' supported fields."""
     file = next((n for n in COMPOSE_FILES if (folder / n).is_file()), None)
     if file is None:
-        return None
+        return None, None
     data = _read_yaml(folder, file)
     if not isinstance(data, dict):
         raise TaskLoadError(folder, file, None, "expected a mapping with a 'services' key")
     services = data.get("services")
     if not isinstance(services, dict) or not services:
-        raise TaskLoadError(folder, file, "services", "expected a mapping of one service")
+        raise TaskLoadError(folder, file, "services", "expected a mapping of one service or more")
+    variables = tb_variables(task_name)
+    unresolved: list[str] = []
+    graph: ServiceGraph | None = None
     if len(services) > 1:
-        raise TaskLoadError(
-            folder,
-            file,
-            "services",
-            f"multi-service tasks are not supported ({len(services)} services: {', '.join(map(str, services))}); "
-            "ltenv runs one container per task",
-        )
-    name, svc = next(iter(services.items()))
+        reader = ComposeReader(folder, file, folder, lambda v, f: _interp(folder, file, v, f, variables, []))
+        parsed = reader.services_of(data)
+        agent = agent_service_name(parsed)
+        if agent is None:
+            raise TaskLoadError(
+                folder,
+                file,
+                "services",
+                f"{len(services)} services ({', '.join(map(str, services))}) and none is the agent's: name it "
+                "'client' (or give it Terminal-Bench's client container_name / image)",
+            )
+        graph = reader.graph(parsed, agent)
+        name, svc = agent, services[agent]
+    else:
+        name, svc = next(iter(services.items()))
     name = str(name)
     base = f"services.{name}"
     if svc is None:
         svc = {}
     if not isinstance(svc, dict):
         raise TaskLoadError(folder, file, base, "expected a mapping")
-    variables = tb_variables(task_name)
-    unresolved: list[str] = []
 
     def interp(value: Any, field: str) -> str:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
@@ -327,9 +342,8 @@ def load_compose(folder: Path, task_name: str) -> ComposeService | None:
         except ValueError as e:
             raise TaskLoadError(folder, file, field, str(e)) from None
 
-    refused = sorted(
-        k for k in svc if k not in _SERVICE_READ | _SERVICE_IGNORED and not str(k).startswith("x-")
-    )
+    allowed = _SERVICE_READ | _SERVICE_IGNORED | ({"depends_on"} if graph is not None else set())
+    refused = sorted(k for k in svc if k not in allowed and not str(k).startswith("x-"))
     if refused:
         raise TaskLoadError(
             folder, file, f"{base}.{refused[0]}", f"not supported (service options {', '.join(refused)})"
@@ -417,7 +431,18 @@ def load_compose(folder: Path, task_name: str) -> ComposeService | None:
             )
     # Interpolation of the ignored log-volume host paths is not needed; unresolved only counts what we read.
     fields["unresolved_variables"] = unresolved
-    return ComposeService.model_validate(fields)
+    return ComposeService.model_validate(fields), graph
+
+
+def _interp(
+    folder: Path, file: str, value: Any, field: str, variables: dict[str, str], unresolved: list[str]
+) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise TaskLoadError(folder, file, field, "expected a string")
+    try:
+        return interpolate(str(value), variables, unresolved)
+    except ValueError as e:
+        raise TaskLoadError(folder, file, field, str(e)) from None
 
 
 def load_solution_yaml(folder: Path) -> list[TerminalCommand]:
@@ -474,7 +499,7 @@ def load_terminal_bench_task(folder: Path) -> Task:
             f"parser {ty.parser_name!r} is not supported (only {', '.join(map(repr, SUPPORTED_PARSERS))})",
         )
 
-    compose = load_compose(folder, name)
+    compose, services = load_compose_services(folder, name)
     if escapes:
         _check_contained(folder, compose, escapes)
     docker_image = compose.image if compose is not None else None
@@ -537,6 +562,7 @@ def load_terminal_bench_task(folder: Path) -> Task:
         config=config,
         format="terminal-bench",
         terminal_bench=tb,
+        services=services,
     )
 
 

@@ -227,8 +227,8 @@ COMPOSE_HEAD = "services:\n  client:\n    build:\n      dockerfile: Dockerfile\n
          "expert_time_estimate_min", "valid number"),
         ("docker-compose.yaml", "services: [\n", None, "invalid YAML"),
         ("docker-compose.yaml", "version: '3'\n", "services", "one service"),
-        ("docker-compose.yaml", COMPOSE_HEAD + "  cache:\n    image: redis:7\n  db:\n    image: postgres:16\n",
-         "services", "multi-service tasks are not supported (3 services: client, cache, db)"),
+        ("docker-compose.yaml", "services:\n  app:\n    build: .\n  cache:\n    image: redis:7\n  db:\n    image: pg:16\n",
+         "services", "3 services (app, cache, db) and none is the agent's"),
         ("docker-compose.yaml", COMPOSE_HEAD + "      target: builder\n", "services.client.build.target",
          "would change the image"),
         ("docker-compose.yaml", COMPOSE_HEAD + "    privileged: true\n", "services.client.privileged",
@@ -293,11 +293,11 @@ def test_missing_dockerfile_without_compose(tb: Path):
     assert exc.value.file == "Dockerfile" and "no docker-compose.yaml" in str(exc.value)
 
 
-def test_refused_multi_service_fixture_names_the_services():
-    with pytest.raises(TaskLoadError) as exc:
-        load_task(TB1 / "tb-multi-service")
-    assert exc.value.file == "docker-compose.yaml" and exc.value.field == "services"
-    assert "multi-service tasks are not supported" in str(exc.value) and "client, cache" in str(exc.value)
+def test_multi_service_fixture_loads_its_services():
+    task = load_task(TB1 / "tb-multi-service")  # run on the docker backend (tests/test_multi_container.py)
+    assert task.services is not None and task.services.agent == "client"
+    assert [(s.name, s.image) for s in task.services.services] == [("cache", "redis:7-alpine")]
+    assert task.services.agent_depends_on == {"cache": "service_started"}
 
 
 def test_discovery_and_suite_find_task_yaml_folders(tmp_path: Path):
@@ -311,12 +311,13 @@ def test_discovery_and_suite_find_task_yaml_folders(tmp_path: Path):
     ]
     suite = load_suite(TB1)
     assert sorted(t.name for t in suite.tasks) == [
+        "tb-multi-service",
         "tb-offline-mean",
         "tb-same-shell-build",
         "tb-sum-numbers",
         "tb-vim-edit-config",
     ]
-    assert [e.folder.name for e in suite.errors] == ["tb-multi-service"]
+    assert suite.errors == []
     # A mixed folder: Harbor and TB 1.x side by side.
     shutil.copytree(TB1 / "tb-sum-numbers", tmp_path / "a" / "tb-sum-numbers")
     shutil.copytree(HARBOR / "harbor-reward-json", tmp_path / "b" / "harbor-reward-json")
