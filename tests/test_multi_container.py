@@ -165,6 +165,15 @@ def test_unsupported_compose_fields_name_file_and_field(tmp_path, extra, field, 
     assert fragment in str(exc.value)
 
 
+def test_waiting_for_health_needs_a_healthcheck(tmp_path):
+    compose = (
+        "services:\n  main:\n    depends_on: {web: {condition: service_healthy}}\n  web:\n    build: ./web\n"
+    )
+    with pytest.raises(TaskLoadError) as exc:
+        load_task(harbor_task(tmp_path, compose))
+    assert exc.value.field == "services.main.depends_on.web.condition" and "no healthcheck" in str(exc.value)
+
+
 def test_dependency_cycle_is_refused(tmp_path):
     compose = "services:\n  a:\n    build: ./web\n    depends_on: [b]\n  b:\n    build: ./web\n    depends_on: [a]\n"
     with pytest.raises(TaskLoadError, match="dependency cycle"):
@@ -247,6 +256,32 @@ class _Hello(BaseHTTPRequestHandler):
 
     def log_message(self, *a):
         pass
+
+
+@pytest.mark.docker
+def test_tb1_episode_with_internet_resolves_names_and_not_host_loopback(tasks, store):
+    """Terminal-Bench tasks allow internet: their network is a plain bridge, still without the host's loopback."""
+    from ltenv.sandbox import create_sandbox
+
+    server = HTTPServer(("127.0.0.1", 0), _Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        with create_sandbox(load_task(tasks["tb1"]), backend="docker", store=store) as sb:
+            sb.start()
+            assert not sb.api.inspect_network(sb.services.network)["Internal"]
+            probe = (
+                f"curl -sf http://web:8000/index.html; curl -s -m 2 http://127.0.0.1:{port}/ && echo REACHED"
+            )
+            gateway = sb.api.inspect_network(sb.services.network)["IPAM"]["Config"][0].get("Gateway")
+            if gateway:
+                probe += f"; curl -s -m 2 http://{gateway}:{port}/ && echo REACHED"
+            out = sb.exec(["bash", "-c", probe], timeout=30).stdout.decode()
+            assert "hello from web" in out and "REACHED" not in out, out
+            _, out = service_exec(sb, "web", "getent hosts client; " + probe.split(";", 1)[1])
+            assert "client" in out and "REACHED" not in out, out
+    finally:
+        server.shutdown()
 
 
 @pytest.mark.docker

@@ -28,7 +28,7 @@ def test_bundled_suite_loads_without_errors():
 
 
 def test_no_tests_or_solution_copied_into_images():
-    for df in REGISTRY.glob("*/*/environment/Dockerfile"):
+    for df in REGISTRY.glob("*/*/environment/**/Dockerfile"):  # services' Dockerfiles too
         text = df.read_text()
         for word in ("tests/", "solution/", "solve.sh", "test_outputs"):
             assert word not in text, f"{df} mentions {word!r}"

@@ -220,6 +220,11 @@ class ComposeReader:
                     )
                 if dep not in names:
                     raise self.error(f"services.{owner}.depends_on.{dep}", "no such service")
+                if deps[dep] == "service_healthy" and graph.by_name(dep).healthcheck is None:
+                    raise self.error(
+                        f"services.{owner}.depends_on.{dep}.condition",
+                        f"service_healthy, but service {dep!r} has no healthcheck",
+                    )
         self._check_cycles(graph)
         return graph
 
