@@ -629,25 +629,27 @@ class ImageStore:
         build_args: dict[str, str] | None = None,
     ) -> str:
         """``docker build`` of ``context``; with ``dockerfile_text``, from an in-memory context holding that
-        Dockerfile instead of the one on disk. With host build settings to lend (:attr:`host_config`), the
-        build runs on BuildKit with them as secrets (:meth:`_build_with_secrets`)."""
-        host = self.host_config
-        if host is not None and not host.empty:
-            cli = build_config.buildkit_cli()
-            if cli is not None:
-                text = dockerfile_text
-                if text is None:
-                    text = (context / dockerfile).read_text(encoding="utf-8")
-                return self._build_with_secrets(
-                    cli, context, tag, host, labels=labels, timeout=timeout, text=text, build_args=build_args
-                )
-            if not self._warned_no_buildkit:
-                self._warned_no_buildkit = True
-                log.warning(
-                    "the host's package-index settings (%s) are not lent to builds: no docker CLI with "
-                    "BuildKit found (install docker-buildx, or set LTENV_DOCKER_CLI)",
-                    "; ".join(host.summary()),
-                )
+        Dockerfile instead of the one on disk. Where a docker CLI with BuildKit is found, the build runs on
+        BuildKit with the host's settings (:attr:`host_config`) as secrets (:meth:`_build_with_secrets`);
+        otherwise on the engine's classic builder, with none."""
+        # Every build goes through BuildKit when a CLI for it is here, with or without secrets to lend: one
+        # builder, one build cache, the same layers whatever the host lends.
+        host = self.host_config or HostBuildConfig()
+        cli = build_config.buildkit_cli()
+        if cli is not None:
+            text = dockerfile_text
+            if text is None:
+                text = (context / dockerfile).read_text(encoding="utf-8")
+            return self._build_with_secrets(
+                cli, context, tag, host, labels=labels, timeout=timeout, text=text, build_args=build_args
+            )
+        if not host.empty and not self._warned_no_buildkit:
+            self._warned_no_buildkit = True
+            log.warning(
+                "the host's package-index settings (%s) are not lent to builds: no docker CLI with "
+                "BuildKit found (install docker-buildx, or set LTENV_DOCKER_CLI)",
+                "; ".join(host.summary()),
+            )
         lines: list[str] = []
         image_id = None
         t0 = time.monotonic()
@@ -680,6 +682,7 @@ class ImageStore:
                     tail = "\n".join(lines[-20:])
                     raise ImageError(
                         f"building {tag} from {context} failed: {chunk['error'].strip()}\n{tail}"
+                        + self._tls_hint(tail)
                     )
                 if time.monotonic() - t0 > timeout:
                     raise ImageError(f"building {tag} from {context} exceeded build_timeout_sec={timeout:g}")
@@ -692,6 +695,21 @@ class ImageStore:
         if img is None:
             raise ImageError(f"building {tag} produced no image")
         return image_id or img.id
+
+    def _tls_hint(self, output: str) -> str:
+        """What to do when a build step failed to verify a certificate (a network with its own CA)."""
+        if not re.search(
+            r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSLError|SSL certificate", output
+        ):
+            return ""
+        if not self._host_config_wanted:
+            return (
+                "\n(a certificate could not be verified inside the build: builds inherit the host's CA bundle "
+                "and package-index settings unless LTENV_HOST_BUILD_CONFIG=0 or --no-host-build-config)"
+            )
+        if build_config.buildkit_cli() is None:
+            return "\n(the host's CA bundle is not lent to builds: no docker CLI with BuildKit; see LTENV_DOCKER_CLI)"
+        return ""
 
     @property
     def host_build_config_enabled(self) -> bool:
@@ -757,7 +775,9 @@ class ImageStore:
                 raise ImageError(f"building {tag} from {context} failed: cannot run {cli}: {e}") from None
             if proc.returncode != 0:
                 tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
-                raise ImageError(f"building {tag} from {context} failed (exit {proc.returncode}):\n{tail}")
+                raise ImageError(
+                    f"building {tag} from {context} failed (exit {proc.returncode}):\n{tail}{self._tls_hint(tail)}"
+                )
             image_id = iidfile.read_text().strip() if iidfile.is_file() else ""
         img = _local_image(self.client, tag)
         if img is None:
