@@ -254,10 +254,11 @@ def test_no_secret_is_left_in_layers_history_or_config(store, tmp_path):
     secrets = ("LTENVFAKECABUNDLE", "PIPFAKETOKEN42", "APTFAKETOKEN7", "NPMFAKETOKEN9")
     # The step proves it saw each secret without spelling one (its command line is in the history).
     dockerfile = f"""FROM {BASE}
+USER nobody
 RUN grep -q "PIPFAKE""TOKEN42" "$PIP_CONFIG_FILE" && grep -q "LTENVFAKE""CABUNDLE" "$SSL_CERT_FILE" \\
  && grep -q "APTFAKE""TOKEN7" "$APT_CONFIG" && grep -q "NPMFAKE""TOKEN9" "$NPM_CONFIG_GLOBALCONFIG" \\
  && pip_cert="$(sed -n 's/^cert = //p' "$PIP_CONFIG_FILE")" && grep -q "LTENVFAKE""CABUNDLE" "$pip_cert" \\
- && echo seen > /secrets-were-visible
+ && echo seen > /tmp/secrets-were-visible
 """
     task = load_task(_task(tmp_path, "secret-check", dockerfile))
     lending = ImageStore(store.root, host_build_config=host)
@@ -265,7 +266,7 @@ RUN grep -q "PIPFAKE""TOKEN42" "$PIP_CONFIG_FILE" && grep -q "LTENVFAKE""CABUNDL
     prepared = lending.export(tag)
     base_layers = set(store.export(BASE).layers)
     mine = [p for p in prepared.layers if p not in base_layers]
-    assert mine and any((p / "secrets-were-visible").is_file() for p in mine)
+    assert mine and any((p / "tmp/secrets-were-visible").is_file() for p in mine)
     for layer in mine:
         for dirpath, _dirs, files in os.walk(layer):
             for fn in files:
@@ -294,6 +295,6 @@ def test_dockerfile_rewrite_reaches_every_run_step():
     )
     out = lend_to_dockerfile(text, secrets_)
     assert "syntax" not in out
-    assert out.count("--mount=type=secret,id=ltenv-ca.crt") == 2
+    assert out.count("--mount=type=secret,id=ltenv-ca.crt,mode=0444") == 2
     assert out.count("ARG SSL_CERT_FILE=/run/secrets/ltenv-ca.crt") == 2
     assert "  RUN-not-an-instruction" in out and "ONBUILD RUN echo three" in out

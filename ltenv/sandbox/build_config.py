@@ -180,7 +180,8 @@ def lend_to_dockerfile(text: str, secrets: BuildSecrets) -> str:
     A ``# syntax=`` directive is dropped: the engine's built-in Dockerfile frontend is used, since a frontend
     image cannot be pulled where builds need this. ``ONBUILD RUN`` is left alone (it runs in other builds).
     """
-    mounts = " ".join(f"--mount=type=secret,id={sid}" for sid in sorted(secrets.files))
+    # Readable by any user, since a step may run under the image's USER (only that build step sees it).
+    mounts = " ".join(f"--mount=type=secret,id={sid},mode=0444" for sid in sorted(secrets.files))
     arg_lines = [f"ARG {k}={v}" for k, v in sorted(secrets.args.items())]
     lines = text.splitlines(keepends=True)
     escape = "\\"

@@ -366,6 +366,7 @@ class ImageStore:
         """
         self.force_build = force_build
         self._warned_no_buildkit = False
+        self._engine_without_buildkit = False
         if host_build_config is None:
             host_build_config = build_config.enabled()
         self._host_config: HostBuildConfig | None = (
@@ -635,14 +636,18 @@ class ImageStore:
         # Every build goes through BuildKit when a CLI for it is here, with or without secrets to lend: one
         # builder, one build cache, the same layers whatever the host lends.
         host = self.host_config or HostBuildConfig()
-        cli = build_config.buildkit_cli()
+        cli = None if self._engine_without_buildkit else build_config.buildkit_cli()
         if cli is not None:
             text = dockerfile_text
             if text is None:
                 text = (context / dockerfile).read_text(encoding="utf-8")
-            return self._build_with_secrets(
-                cli, context, tag, host, labels=labels, timeout=timeout, text=text, build_args=build_args
-            )
+            try:
+                return self._build_with_secrets(
+                    cli, context, tag, host, labels=labels, timeout=timeout, text=text, build_args=build_args
+                )
+            except _EngineWithoutBuildKit as e:  # e.g. podman's Docker-compatible socket
+                self._engine_without_buildkit = True
+                log.warning("the engine cannot build with BuildKit (%s); using its classic builder", e)
         if not host.empty and not self._warned_no_buildkit:
             self._warned_no_buildkit = True
             log.warning(
@@ -775,6 +780,8 @@ class ImageStore:
                 raise ImageError(f"building {tag} from {context} failed: cannot run {cli}: {e}") from None
             if proc.returncode != 0:
                 tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
+                if re.search(r"buildkit not supported|session not supported", tail, re.IGNORECASE):
+                    raise _EngineWithoutBuildKit(tail.strip().splitlines()[-1])
                 raise ImageError(
                     f"building {tag} from {context} failed (exit {proc.returncode}):\n{tail}{self._tls_hint(tail)}"
                 )
@@ -1020,6 +1027,10 @@ class ImageStore:
                 total += sum(f.lstat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
                 _rmtree(p)
         return total
+
+
+class _EngineWithoutBuildKit(Exception):
+    """The docker CLI can build with BuildKit, the engine behind it cannot."""
 
 
 def _checked_context(task: Task) -> Path | None:
