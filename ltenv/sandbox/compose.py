@@ -186,7 +186,7 @@ class ServiceGroup:
         hc = service.healthcheck
         memory = service.memory_mb or self.spec.memory_mb
         cpus = service.cpus or self.spec.cpus
-        host_config = api.create_host_config(
+        limits: dict[str, Any] = dict(
             mem_limit=f"{memory}m",
             memswap_limit=f"{memory}m",
             nano_cpus=int(cpus * 1e9),
@@ -223,7 +223,13 @@ class ServiceGroup:
                 "start_period": int(hc.start_period_sec * 1e9),
             }
         try:
-            cid = api.create_container(host_config=host_config, **kwargs)["Id"]
+            try:
+                cid = api.create_container(host_config=api.create_host_config(**limits), **kwargs)["Id"]
+            except Exception as e:
+                if "init" not in str(e).lower():
+                    raise
+                limits.pop("init")  # an engine without an init binary, as for the agent's container
+                cid = api.create_container(host_config=api.create_host_config(**limits), **kwargs)["Id"]
         except Exception as e:
             raise SandboxError(
                 f"task {self.task_name!r}: creating service {service.name!r} from {img.image} failed: "
