@@ -42,11 +42,12 @@ def _task(root: Path, folder: str, dockerfile: str | None, toml: str = 'version 
     return d
 
 
-# A layer given twice (the 2nd and 4th RUN, byte for byte), with a layer between that deletes its file: Docker
-# shows the file (the upper copy re-adds it), and so must bwrap. (A builder's first RUN may add its own mount
-# points, hence the first step.)
+# An image that lists a layer twice, whichever builder made it. BuildKit gives an empty layer for a WORKDIR
+# that exists (twice here); its RUN layers always differ (each touches /etc's mount points). The classic
+# builder makes the 1st and 3rd RUN byte-identical, with a layer between that deletes their file: Docker shows
+# the file (the upper copy re-adds it), and so must bwrap.
 REPEATED = f"""FROM {BASE}
-RUN mkdir -p /app
+WORKDIR /app
 RUN mkdir -p /d && printf same > /d/x && touch -d @0 /d/x /d
 RUN rm /d/x && printf other > /e
 RUN mkdir -p /d && printf same > /d/x && touch -d @0 /d/x /d
@@ -147,12 +148,8 @@ def test_validate_mixed_case_task_with_a_malformed_sibling(suite_root, repeated,
 
 @pytest.fixture(scope="module")
 def repeated(store, suite_root):
-    from ltenv.sandbox.images import ImageStore
-
-    # Nothing lent: a RUN step given secret mounts touches /run/secrets, so its layer is never a repeat.
     task = load_suite(suite_root).by_name("R_package_Mixed_Case")
-    legacy = ImageStore(store.root, host_build_config=False)
-    return task, legacy.export(legacy.build(task, force=True))
+    return task, store.prepare(task)
 
 
 @pytest.mark.docker
@@ -171,6 +168,15 @@ def test_repeated_layer_mounts_on_bwrap_with_dockers_view(repeated, bwrap_ok):
                 ["bash", "-c", "cat /d/x; echo; cat /e; echo; ls -A /d | tr '\\n' ' '"]
             ).stdout.decode()
     assert views["bwrap"] == views["docker"] == "same\nother\nx "
+
+
+def test_lower_dirs_keep_the_upper_copy_of_a_repeated_layer(tmp_path):
+    from ltenv.sandbox.images import lower_dirs
+
+    a, b, c = (tmp_path / n for n in "abc")
+    # Bottom first in, top first out; the lower copy of `a` goes: the upper one redoes all it did.
+    assert lower_dirs((a, b, a, c)) == [str(c), str(a), str(b)]
+    assert lower_dirs((a, b, c)) == [str(c), str(b), str(a)]
 
 
 # ----------------------------------------------------------------------------- --force-build
