@@ -127,8 +127,7 @@ ForceBuildOpt = Annotated[
     bool,
     typer.Option(
         "--force-build",
-        help="Build Harbor tasks from environment/Dockerfile even when task.toml names a prebuilt "
-        "[environment] docker_image.",
+        help="Build Harbor tasks from environment/Dockerfile even when task.toml names a prebuilt docker_image.",
     ),
 ]
 HostBuildConfigOpt = Annotated[
