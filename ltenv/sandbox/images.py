@@ -62,7 +62,7 @@ def image_name(task_name: str) -> str:
         >>> image_name("fix-off-by-one")
         'fix-off-by-one'
         >>> image_name("R_package_dependency_missing_medium")
-        'r_package_dependency_missing_medium-bd3c1f56'
+        'r_package_dependency_missing_medium-0a1342d0'
     """
     if _REPO_COMPONENT_RE.match(task_name) and len(task_name) <= 128:
         return task_name
