@@ -287,6 +287,18 @@ RUN grep -q "PIPFAKE""TOKEN42" "$PIP_CONFIG_FILE" && grep -q "LTENVFAKE""CABUNDL
     assert "/run/secrets/" in blob  # only the paths the steps were told about
 
 
+def test_image_tag_follows_the_task_not_the_lent_settings(tmp_path):
+    from ltenv.sandbox.images import ImageStore
+
+    d = _task(tmp_path, "tagged", f"FROM {BASE}\nRUN true\n")
+    lent = HostBuildConfig(pip={"index-url": "https://user:TOKEN@pypi.example.invalid/simple"})
+    stores = [ImageStore(tmp_path / "cache", host_build_config=x) for x in (False, True, lent)]
+    tags = {s.task_tag(load_task(d), ["sha256:base"]) for s in stores}
+    assert len(tags) == 1  # what is lent never changes a tag
+    (d / "environment" / "Dockerfile").write_text(f"FROM {BASE}\nRUN true\nRUN true\n")
+    assert stores[0].task_tag(load_task(d), ["sha256:base"]) not in tags  # the task does
+
+
 def test_dockerfile_rewrite_reaches_every_run_step():
     secrets_ = type("S", (), {})()
     from ltenv.sandbox.build_config import BuildSecrets
