@@ -52,8 +52,15 @@ from ltenv.sandbox.base import (
 )
 from ltenv.sandbox.images import PreparedImage, lower_dirs
 from ltenv.sandbox.limits import CgroupLimits
+from ltenv.sandbox.trusted_run import DOCKER_DEFAULT_CAPS
 
 log = logging.getLogger(__name__)
+
+_CAP_NAMES = {
+    0: "CAP_CHOWN", 1: "CAP_DAC_OVERRIDE", 3: "CAP_FOWNER", 4: "CAP_FSETID", 5: "CAP_KILL", 6: "CAP_SETGID",
+    7: "CAP_SETUID", 8: "CAP_SETPCAP", 10: "CAP_NET_BIND_SERVICE", 13: "CAP_NET_RAW", 18: "CAP_SYS_CHROOT",
+    27: "CAP_MKNOD", 29: "CAP_AUDIT_WRITE", 31: "CAP_SETFCAP",
+}  # fmt: skip
 
 NSEXEC = str(Path(__file__).with_name("nsexec.py"))
 NSEXEC_BOOT = (
@@ -587,9 +594,10 @@ class BwrapSandbox(Sandbox):
             "--ro-bind", str(self.dir / "ctl"), CTL_MOUNT,
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--unshare-net",
             "--hostname", self.spec.hostname,
-            "--cap-drop", "ALL",
             "--chdir", self.spec.workdir,
         ]  # fmt: skip
+        # Root in the sandbox holds Docker's default capabilities, scoped to the sandbox's user namespace.
+        args += ["--cap-drop", "ALL", *(a for c in DOCKER_DEFAULT_CAPS for a in ("--cap-add", _CAP_NAMES[c]))]
         if not confined:  # rootless: bwrap maps the caller's uid to root in a namespace of its own
             args += ["--unshare-user", "--uid", "0", "--gid", "0"]
         if self.spec.allow_internet and os.path.exists("/etc/resolv.conf"):
@@ -881,7 +889,7 @@ class BwrapSandbox(Sandbox):
         them) travel in the environment, which the agent cannot read once the launcher has taken the
         sandbox's ids: its process list shows ``ltenv-nsexec`` and the program's own arguments only."""
         opts = ["--pid", str(self._child_pid), "--wd", workdir or self.spec.workdir]
-        opts += ["--seccomp", str(self._seccomp_path())]
+        opts += ["--seccomp", str(self._seccomp_path()), "--caps", ",".join(map(str, DOCKER_DEFAULT_CAPS))]
         if serve is not None:
             opts += ["--serve", str(serve)]
         if tty:
@@ -1016,7 +1024,9 @@ class BwrapSandbox(Sandbox):
             layers=lower_dirs(self.image.layers),
             scratch=self.dir / "pristine",
             mount_point=f"{CTL_MOUNT}/{VIEW_MOUNT}",
-            caps=(CAP_WAKE_ALARM,),
+            # the agent's set plus one: the agent's processes then lack a capability the verifier's have, so
+            # the kernel refuses them its /proc/PID/{root,fd,mem} (ptrace access needs a superset)
+            caps=(*DOCKER_DEFAULT_CAPS, CAP_WAKE_ALARM),
             cgroup_procs=self._limits.procs_files if self._limits else [],
             seccomp=str(self._seccomp_path()),
             idmap=confine.confined(),

@@ -40,10 +40,11 @@ DEFAULT_SUBID = (1_000_000_000, 65536)
 ID_COUNT = 65536
 
 # Docker's default seccomp profile (moby profiles/seccomp/default.json), the rules that apply to a process
-# without capabilities, as data: syscalls allowed unconditionally. io_uring is left out (kernel surface that
+# with Docker's default capabilities, as data: syscalls allowed unconditionally, plus ``chroot`` (allowed with
+# CAP_SYS_CHROOT, one of those capabilities). io_uring is left out (kernel surface that
 # bypasses the filter for the operations it performs; programs fall back to ordinary calls).
 ALLOWED_SYSCALLS = """
-accept accept4 access adjtimex alarm bind brk capget capset chdir chmod chown chown32 clock_adjtime
+accept accept4 access adjtimex alarm bind brk capget capset chdir chmod chown chown32 chroot clock_adjtime
 clock_adjtime64 clock_getres clock_getres_time64 clock_gettime clock_gettime64 clock_nanosleep
 clock_nanosleep_time64 close close_range connect copy_file_range creat dup dup2 dup3 epoll_create
 epoll_create1 epoll_ctl epoll_ctl_old epoll_pwait epoll_pwait2 epoll_wait epoll_wait_old eventfd eventfd2

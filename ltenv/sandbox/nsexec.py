@@ -1,13 +1,15 @@
-"""Run a program inside the namespaces of a running bwrap sandbox, with every capability dropped.
+"""Run a program inside the namespaces of a running bwrap sandbox, with the agent's capabilities only.
 
 This file is executed as a standalone script (``python -I -S nsexec.py ...``), never imported by the
 package at run time: forking a fresh interpreter keeps the namespace switching out of the (possibly
 multi-threaded) caller. It does what ``nsenter`` does, then drops the capabilities that entering the
-sandbox's user namespace grants, so processes it starts have exactly the privileges of the agent's shell.
+sandbox's user namespace grants down to ``--caps`` (the agent's set: Docker's default, which only ever applies
+to what the sandbox's user namespace owns), so processes it starts have exactly the privileges of the agent's
+shell.
 
 Usage::
 
-    python -I -S nsexec.py --pid PID [--wd DIR] [--tty] [--seccomp FILE] [--cgroup-procs FILE]... -- ARGV...
+    python -I -S nsexec.py --pid PID [--wd DIR] [--tty] [--caps N,N,...] [--seccomp FILE] [--cgroup-procs FILE]... -- ARGV...
     python -I -S nsexec.py --pid PID --serve FD [--seccomp FILE] [--cgroup-procs FILE]... --
 
 ``PID`` is the host pid of a process inside the sandbox (bwrap's child). The program's exit status is
@@ -60,13 +62,13 @@ def _die(msg: str, code: int = 126) -> None:
     os._exit(code)
 
 
-def _parse(argv: list[str]) -> tuple[int, str, bool, list[str], int, str, list[str]]:
-    pid, wd, tty, cgroups, serve, seccomp = 0, "/", False, [], -1, ""
+def _parse(argv: list[str]) -> tuple[int, str, bool, list[str], int, str, set[int], list[str]]:
+    pid, wd, tty, cgroups, serve, seccomp, caps = 0, "/", False, [], -1, "", set()
     i = 0
     while i < len(argv):
         a = argv[i]
         if a == "--":
-            return pid, wd, tty, cgroups, serve, seccomp, argv[i + 1 :]
+            return pid, wd, tty, cgroups, serve, seccomp, caps, argv[i + 1 :]
         if a == "--pid":
             pid = int(argv[i + 1])
             i += 2
@@ -78,6 +80,9 @@ def _parse(argv: list[str]) -> tuple[int, str, bool, list[str], int, str, list[s
             i += 2
         elif a == "--seccomp":
             seccomp = argv[i + 1]
+            i += 2
+        elif a == "--caps":
+            caps = {int(c) for c in argv[i + 1].split(",") if c}
             i += 2
         elif a == "--cgroup-procs":
             cgroups.append(argv[i + 1])
@@ -194,7 +199,7 @@ def _serve(sock_fd: int) -> None:
 
 
 def main() -> None:
-    pid, wd, tty, cgroups, serve, seccomp, cmd = _parse(sys.argv[1:])
+    pid, wd, tty, cgroups, serve, seccomp, caps, cmd = _parse(sys.argv[1:])
     if not pid or not (cmd or serve >= 0):
         _die("usage: nsexec.py --pid PID [--wd DIR] [--tty] -- ARGV...", 2)
     libc = ctypes.CDLL(None, use_errno=True)
@@ -251,11 +256,19 @@ def main() -> None:
             os.chdir(wd)
         except OSError:
             os.chdir("/")
+        # The bounding set and the process's own sets keep ``caps`` only: a root program it starts gets exactly
+        # those, any other uid none (as in a Docker container).
         for cap in range(last_cap + 1):
-            libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+            if cap not in caps:
+                libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
         libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
         hdr = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
         data = (_CapData * 2)()
+        for cap in caps:
+            bit = 1 << (cap % 32)
+            data[cap // 32].effective |= bit
+            data[cap // 32].permitted |= bit
+            data[cap // 32].inheritable |= bit
         if libc.capset(ctypes.byref(hdr), data) != 0:
             _die(f"capset failed: {os.strerror(ctypes.get_errno())}")
         libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)

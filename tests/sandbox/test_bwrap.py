@@ -30,12 +30,26 @@ def _snapshot(paths) -> dict[str, tuple[int, int]]:
     return out
 
 
-def test_all_capabilities_dropped(bwrap_sandbox):
-    status = bwrap_sandbox.exec(["cat", "/proc/self/status"]).stdout.decode()
-    caps = dict(line.split(":\t") for line in status.splitlines() if line.startswith("Cap"))
-    assert caps["CapEff"].strip() == "0" * 16
-    assert caps["CapBnd"].strip() == "0" * 16
+def _caps(text: str) -> dict[str, str]:
+    return {
+        k: v.strip() for k, v in (line.split(":\t") for line in text.splitlines() if line.startswith("Cap"))
+    }
+
+
+def test_root_holds_dockers_default_capabilities_only(bwrap_sandbox):
+    """As in a Docker container: root in the sandbox has Docker's 14 default capabilities (scoped to the
+    sandbox's user namespace), nothing more; another uid has none; no_new_privs, so no program can gain more
+    (the agent's shell: test_containment.py)."""
+    from ltenv.sandbox.trusted_run import DOCKER_DEFAULT_CAPS
+
+    want = f"{sum(1 << c for c in DOCKER_DEFAULT_CAPS):016x}"
+    caps = _caps(bwrap_sandbox.exec(["cat", "/proc/self/status"]).stdout.decode())
+    assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == want
+    assert b"NoNewPrivs:\t1" in bwrap_sandbox.exec(["cat", "/proc/self/status"]).stdout
     assert not bwrap_sandbox.exec(["mount", "-t", "tmpfs", "none", "/mnt"]).ok
+    other = bwrap_sandbox.exec(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat",
+                                "/proc/self/status"]).stdout.decode()  # fmt: skip
+    assert "CapEff:\t0000000000000000" in other, other
 
 
 def test_rm_rf_root_leaves_host_and_cache_intact(bwrap_sandbox, greeting_image, tmp_path):

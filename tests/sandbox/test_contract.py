@@ -105,3 +105,18 @@ def test_exec_timeout_kills_the_whole_process_tree(sandbox):
     assert res.timed_out
     left = sandbox.exec(["sh", "-c", "for p in /proc/[0-9]*/cmdline; do tr '\\0' ' ' <$p; echo; done"])
     assert b"sleep 30" not in left.stdout, left.stdout
+
+
+def test_root_can_do_what_root_does_in_a_container(sandbox):
+    """`chown` to other users, dropping to another user (`su`, `setpriv`: what apt does to fetch as `_apt`),
+    `chroot`, binding a low port: Docker's default capabilities, on both backends."""
+    script = (
+        "set -e; touch /tmp/f; chown 65534:65534 /tmp/f; stat -c %u:%g /tmp/f; "
+        "su -s /bin/sh nobody -c 'id -u'; "
+        "setpriv --reuid=65534 --regid=65534 --init-groups id -g; "
+        "chroot / true && echo chroot-ok; "
+        'python3 -c \'import socket; s=socket.socket(); s.bind(("127.0.0.1", 80)); print("bind-ok")\''
+    )
+    res = sandbox.exec(["bash", "-c", script], timeout=60)
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.split() == [b"65534:65534", b"65534", b"65534", b"chroot-ok", b"bind-ok"], res.stdout

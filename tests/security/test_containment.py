@@ -434,3 +434,20 @@ def test_a_loopback_resolver_is_reached_through_dns_forwarding_only():
     assert sandbox_resolv_conf("nameserver 10.255.255.53\n") is None
     assert sandbox_resolv_conf("nameserver 127.0.0.53\nnameserver 1.1.1.1\n") is None
     assert sandbox_resolv_conf("") is None
+
+
+def test_the_agents_shell_holds_what_root_holds_in_a_docker_container(make_sandbox):
+    """The shell the agent types into: root with Docker's default capabilities (on bwrap scoped to the
+    sandbox's user namespace), so `chown` and `su` work as in a container; everything else is refused."""
+    from ltenv.sandbox.trusted_run import DOCKER_DEFAULT_CAPS
+
+    _sb, session = make_sandbox(shell=True)
+    res = session.run(
+        "grep CapEff /proc/$$/status; touch /tmp/f && chown nobody /tmp/f && stat -c %U /tmp/f; "
+        "su -s /bin/sh nobody -c 'id -u; grep CapEff /proc/self/status'; mount -t tmpfs none /mnt || echo refused",
+        timeout=30,
+    )
+    lines = res.output.split()
+    assert f"{sum(1 << c for c in DOCKER_DEFAULT_CAPS):016x}" == lines[1], res.output
+    assert lines[2:6] == ["nobody", "65534", "CapEff:", "0" * 16], res.output
+    assert "refused" in res.output
