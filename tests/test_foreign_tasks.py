@@ -59,7 +59,8 @@ def test_list_accepts_foreign_folders():
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert set(rows) == {
-        "tb-multi-service", "tb-offline-mean", "tb-same-shell-build", "tb-sum-numbers", "tb-vim-edit-config"
+        "tb-multi-service", "tb-offline-mean", "tb-same-shell-build", "tb-sum-numbers", "tb-vim-edit-config",
+        "TB_Sum_Repeated_Layers",
     }  # fmt: skip
     assert {r["format"] for r in rows.values()} == {"terminal-bench"}
     proc = ltenv_cli("list", "--json", "--tasks", str(HARBOR))
@@ -84,7 +85,9 @@ def test_validate_tb1_fixtures_end_to_end(store, bwrap_ok):
     results = {r["name"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])}
     multi = results.pop("tb-multi-service")  # a multi-service task: docker only, reported as such
     assert "needs the docker backend" in multi["unsupported"] and multi["oracle_runs"] == []
-    assert set(results) == {"tb-offline-mean", "tb-same-shell-build", "tb-sum-numbers", "tb-vim-edit-config"}
+    assert set(results) == {
+        "tb-offline-mean", "tb-same-shell-build", "tb-sum-numbers", "tb-vim-edit-config", "TB_Sum_Repeated_Layers"
+    }  # fmt: skip
     for r in results.values():
         assert r["valid"], r
         assert r["oracle_runs"] == [1.0, 1.0] and r["nop_runs"] == [0.0, 0.0]
@@ -102,7 +105,12 @@ def test_validate_tb1_fixtures_end_to_end(store, bwrap_ok):
     assert any("no agent shell is running" in n for n in same_shell["notes"])  # the do-nothing agent
     # Reported on the console too, never silently.
     assert f"image map: {FOREIGN_FROM} -> ltenv/base:bookworm" in " ".join(proc.stderr.split())
-    assert "offline tests" in proc.stderr and "4/4 valid" in proc.stderr
+    assert "offline tests" in proc.stderr and "5/5 valid" in proc.stderr
+    # A mixed-case folder whose image lists a layer twice (overlayfs refuses a lower directory given twice:
+    # bwrap mounts it de-duplicated) validates like the rest.
+    task = load_task(TB1 / "TB_Sum_Repeated_Layers")
+    layers = store.prepare(task).layers
+    assert len({p.name for p in layers}) < len(layers), layers
 
 
 def test_validate_harbor_fixtures(mapped, bwrap_ok):
