@@ -357,11 +357,26 @@ def play(
     dataset: DatasetOpt = None,
     command: Annotated[
         list[str] | None,
-        typer.Option("--command", "-c", help="Run these commands non-interactively, then submit."),
+        typer.Option(
+            "--command",
+            "-c",
+            help="Run these commands non-interactively, then submit (with --keys: key specs, one per -c).",
+        ),
     ] = None,
     oracle: Annotated[
         bool, typer.Option(help="Type the reference solution into the shell as one command, then submit.")
     ] = False,
+    keys: Annotated[
+        bool,
+        typer.Option(
+            "--keys",
+            help="Keys mode: each line is keystrokes for a live terminal (text and tmux key names, e.g. "
+            "'vim a.txt Enter', 'i hello Escape :wq Enter', 'C-c'); the rendered screen comes back.",
+        ),
+    ] = False,
+    wait: Annotated[
+        float, typer.Option(help="Keys mode: seconds to watch the terminal after each line of keys.")
+    ] = 1.0,
     timeout: Annotated[float, typer.Option(help="Per-command timeout in seconds.")] = 180.0,
     backend: Annotated[str, typer.Option(help="Sandbox backend: bwrap or docker.")] = "bwrap",
     image_map: ImageMapOpt = None,
@@ -370,7 +385,12 @@ def play(
     offline_tests: OfflineTestsOpt = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Work on a task in its sandbox: type commands, see their output; `submit` runs the verifier."""
+    """Work on a task in its sandbox: type commands, see their output; `submit` runs the verifier.
+
+    With --keys the sandbox's terminal is driven by keystrokes, as Terminus-2 drives tmux: a line such as
+    `vim a.txt Enter` types `vim a.txt` then presses Enter, `C-c` presses Ctrl-C; words that are tmux key
+    names are keys (a leading backslash types one as text: `\\Enter`), the rest is typed as written. An
+    empty line waits and shows the screen again."""
     import ltenv
     from ltenv.env import TerminalEnv
 
@@ -388,7 +408,14 @@ def play(
         max_steps=10_000,
         image_store=_image_store(image_map, force_build, host_build_config),
         offline_tests=offline_tests,
+        **({"action_mode": "keys", "keys_wait": wait} if keys else {}),
     )
+    if keys:
+        try:
+            _play_keys(env, command, oracle, wait)
+        finally:
+            env.close()
+        return
     obs, info = env.reset()
     out.print(
         f"[bold]{info['task']}[/] ({info['domain']}, {info['difficulty']}) reset in {info['reset_seconds'] * 1000:.0f} ms"
@@ -450,6 +477,112 @@ def play(
         if keystroke_run is not None:
             keystroke_run.close()
         env.close()
+
+
+def key_spec_actions(line: str, wait: float) -> list[str]:
+    """Keys-mode actions (:func:`ltenv.terminal.keys.parse_keys_action` JSON) for one line of key specs:
+    whitespace-separated words that are tmux key names (``Enter``, ``Escape``, ``C-c``...) are those keys,
+    runs of other words are typed as written (their spacing kept); ``\\Enter`` types the word ``Enter``.
+    The last action watches the terminal for ``wait`` seconds, the others send at once.
+
+    Example:
+        >>> [json.loads(a)["keys"] for a in key_spec_actions("vim a.txt Enter", 1)]
+        [['vim a.txt', 'Enter']]
+    """
+    import re
+
+    from ltenv.agents.scaffolds import is_key_name
+
+    groups: list[tuple[list[str], bool]] = []  # (keys, literal)
+    text, text_end = "", 0
+
+    def put(item: str, literal: bool) -> None:
+        if groups and groups[-1][1] == literal:
+            groups[-1][0].append(item)
+        else:
+            groups.append(([item], literal))
+
+    def flush() -> None:
+        nonlocal text
+        if text:
+            put(text, is_key_name(text))  # text that reads as a key name goes literally
+            text = ""
+
+    for m in re.finditer(r"\S+", line):
+        word = m.group()
+        if is_key_name(word):
+            flush()
+            put(word, False)
+            continue
+        if word.startswith("\\") and is_key_name(word[1:]):
+            word = word[1:]
+        text = text + line[text_end : m.start()] + word if text else word
+        text_end = m.end()
+    flush()
+    if not groups:
+        return [json.dumps({"keys": [], "wait": wait})]
+    return [
+        json.dumps({"keys": ks, "wait": wait if i == len(groups) - 1 else 0.0, "literal": lit})
+        for i, (ks, lit) in enumerate(groups)
+    ]
+
+
+def _play_keys(env, command: list[str] | None, oracle: bool, wait: float) -> None:
+    """`ltenv play --keys`: key specs from -c or stdin into a keys-mode environment; screens come back."""
+    import ltenv
+
+    obs, info = env.reset()
+    out.print(
+        f"[bold]{info['task']}[/] ({info['domain']}, {info['difficulty']}) reset in {info['reset_seconds'] * 1000:.0f} ms"
+    )
+    out.print(obs["output"].rstrip("\n"), markup=False, highlight=False)
+    scripted: list[str] | None = list(command) if command else None
+    if oracle:
+        solution = env.task.solution_path
+        if solution is None or solution.suffix == ".yaml":
+            console.print(f"[red]{env.task.name}: --keys --oracle needs a solve.sh reference solution[/]")
+            raise typer.Exit(2)
+        # Through a child bash, as in command mode; then watch until the shell's prompt is back.
+        script = f"bash <<'__LTENV_ORACLE__'\n{solution.read_text().rstrip()}\n__LTENV_ORACLE__\n"
+        env.step(json.dumps({"keys": [script], "literal": True, "wait": wait}))
+        deadline = time.monotonic() + env.command_timeout
+        while time.monotonic() < deadline and not env.render().endswith("#"):
+            env.step(json.dumps({"keys": [], "wait": 0.5}))
+        out.print(env.render(), markup=False, highlight=False)
+        scripted = []
+    if scripted is None and sys.stdin.isatty():
+        out.print(
+            "[dim](type keys: text and key names such as Enter, Escape, C-c; `submit` runs the verifier)[/]"
+        )
+    while True:
+        if scripted is not None:
+            line = scripted.pop(0) if scripted else "submit"
+            if not line.startswith("{"):
+                out.print(f"> {line}", markup=False, highlight=False)
+        else:
+            try:
+                line = input("> " if sys.stdin.isatty() else "")
+            except EOFError:
+                out.print("\n[dim]quit without submitting[/]")
+                return
+        if line.strip() == "submit":
+            actions = [ltenv.SUBMIT]
+        elif line.startswith("{"):
+            actions = [line]
+        else:
+            actions = key_spec_actions(line, wait)
+        for action in actions:
+            obs, _reward, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                out.print(
+                    obs["output"] if isinstance(obs, dict) else obs, markup=False, highlight=False, end=""
+                )
+                _print_verdict(info)
+                if not info["passed"]:
+                    raise typer.Exit(1)
+                return
+        out.print(f"[dim]{'─' * 20} screen {'─' * 20}[/]")
+        out.print(obs["screen"], markup=False, highlight=False)
 
 
 def _print_verdict(info: dict) -> None:
@@ -542,7 +675,7 @@ def rollout(
     scaffold: Annotated[
         str,
         typer.Option(
-            help="Scaffold: terminus, bash, plain (the reply is the command, for small models) or bare (plain without a system prompt, for models trained on it)."
+            help="Scaffold: terminus (Terminus-2 JSON, each command run to completion), terminus-2 (Terminus-2 in keys mode: raw keystrokes into a live terminal, then a wait), bash, plain (the reply is the command, for small models) or bare (plain without a system prompt, for models trained on it)."
         ),
     ] = "terminus",
     backend: Annotated[str, typer.Option(help="Sandbox backend: bwrap or docker.")] = "bwrap",

@@ -12,17 +12,31 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any
 
 import ltenv
 from ltenv.agents.policies import ContextOverflow, EpisodeContext, Policy, PolicyError
-from ltenv.agents.scaffolds import ActionResult, Parsed, ParseError, Scaffold, get_scaffold
+from ltenv.agents.scaffolds import (
+    DEFAULT_DURATION,
+    Action,
+    ActionResult,
+    Parsed,
+    ParseError,
+    Scaffold,
+    get_scaffold,
+)
 from ltenv.tasks import Task, load_task
 from ltenv.trajectory import Step, Trajectory, now_iso, versions
 
 log = logging.getLogger(__name__)
+
+MAX_HANDOFFS = 3
+"""Scaffolds that summarize (``terminus-2``): how many times one episode may hand off to a fresh context
+before a context overflow ends it."""
+_SUMMARY_TRIES = 4  # summary requests per hand-off, each with fewer of the oldest turns
 
 STEPS_PER_TURN = 20
 """Default ``max_steps`` of the environment is ``max(100, STEPS_PER_TURN * max_turns)``: a turn may run
@@ -64,6 +78,136 @@ class CastWriter:
             self._f = None
 
 
+class _AgentTimeout(Exception):
+    """The policy did not reply within what is left of the episode's wall-clock budget."""
+
+
+def _complete_within(policy: Policy, messages: list[dict[str, Any]], ctx: EpisodeContext, seconds: float):
+    """``policy.complete`` bounded by ``seconds`` of wall-clock time, as Terminal-Bench and Harbor bound the
+    agent's whole run. A call still running then is left to finish on its daemon thread (a blocking client
+    cannot be interrupted); its reply is discarded and :class:`_AgentTimeout` is raised."""
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            box["completion"] = policy.complete(messages, ctx)
+        except BaseException as e:  # handed to the episode's thread
+            box["error"] = e
+
+    worker = threading.Thread(target=call, name="ltenv-policy", daemon=True)
+    worker.start()
+    worker.join(max(0.0, seconds))
+    if worker.is_alive():
+        raise _AgentTimeout
+    if "error" in box:
+        raise box["error"]
+    return box["completion"]
+
+
+def _keys_step(env: Any, keys: list[str], wait: float) -> tuple[str, bool, dict[str, Any]]:
+    """Type ``keys`` (one tmux ``send-keys`` argument each) and watch the terminal for ``wait`` seconds
+    (capped by the environment's ``command_timeout``): (what was printed, episode over, info)."""
+    wait = max(0.0, min(wait, env.command_timeout))
+    obs, _r, terminated, truncated, info = env.step(json.dumps({"keys": keys, "wait": wait}))
+    out = obs["output"] if isinstance(obs, dict) else str(obs)
+    return out, bool(terminated or truncated), info
+
+
+def _keys_result(env: Any, keystrokes: str, out: str, info: dict[str, Any]) -> ActionResult:
+    shell = env.shell
+    return ActionResult(
+        command=keystrokes,
+        output=out,
+        duration_s=float(info.get("duration_s", info.get("wait_s", 0.0))),
+        screen=shell.screen() if shell is not None else env.render() or "",
+        alternate=bool(getattr(shell, "alternate", False)),
+    )
+
+
+def _run_keys(
+    env: Any,
+    actions: list[Action],
+    results: list[ActionResult],
+    traj: Trajectory,
+    turn: int,
+    timings: dict[str, float],
+    cast: CastWriter | None,
+) -> dict[str, Any] | None:
+    """Keys mode: send each action's keystrokes raw, then wait its ``timeout`` (the reply's ``duration``);
+    append to ``results`` and ``traj.steps``. A turn without actions still reads the terminal (what was
+    printed while the model thought). Returns the final info when the episode ended, else ``None``."""
+    batches = [(a.command, DEFAULT_DURATION if a.timeout is None else a.timeout) for a in actions]
+    for keystrokes, wait in batches or [("", 0.0)]:
+        t = time.monotonic()
+        try:
+            out, over, info = _keys_step(env, [keystrokes] if keystrokes else [], wait)
+        finally:
+            timings["env"] += time.monotonic() - t
+        if cast is not None:
+            cast.output(out)
+        results.append(_keys_result(env, keystrokes, out, info))
+        if batches:
+            traj.steps.append(
+                Step(
+                    action=keystrokes,
+                    observation=out,
+                    duration_s=float(info.get("duration_s", info.get("wait_s", 0.0))),
+                    turn=turn,
+                    duration=wait,
+                    wait_s=float(info.get("wait_s", 0.0)),
+                )
+            )
+        if over:
+            v = float(info.get("verifier_seconds", 0.0))
+            timings["env"] -= v
+            timings["verifier"] += v
+            return info
+    return None
+
+
+def _hand_off(
+    sc: Scaffold,
+    policy: Policy,
+    messages: list[dict[str, str]],
+    task: Task,
+    ctx: EpisodeContext,
+    env: Any,
+    usage: dict[str, int],
+    timings: dict[str, float],
+) -> tuple[str, list[dict[str, str]]] | None:
+    """The conversation no longer fits: ask the policy for a hand-off summary (the oldest turns after the
+    first message are dropped, more on each try, until the request fits) and start a fresh conversation
+    from it and the current terminal. ``None`` when no summary could be had."""
+    head, turns = messages[:1], messages[1:]
+    summary = None
+    for i in range(_SUMMARY_TRIES):
+        keep = turns[len(turns) * i // _SUMMARY_TRIES :] if i else turns
+        while keep and keep[0]["role"] != "assistant" and i:
+            keep = keep[1:]  # start at an assistant turn: roles keep alternating after the first message
+        request = [dict(m) for m in head + keep] + [sc.summary_request()]  # type: ignore[attr-defined]
+        t = time.monotonic()
+        try:
+            completion = policy.complete(request, ctx)
+        except ContextOverflow:
+            continue
+        except Exception:  # any other failure ends the episode as the overflow it follows
+            log.exception("policy %r failed to summarize", policy)
+            return None
+        finally:
+            timings["policy"] += time.monotonic() - t
+        for k, v in completion.usage.items():
+            usage[k] = usage.get(k, 0) + int(v)
+        summary = completion.text
+        break
+    if summary is None or not summary.strip():
+        return None
+    t = time.monotonic()
+    out, _over, info = _keys_step(env, [], 0.0)
+    timings["env"] += time.monotonic() - t
+    now = [_keys_result(env, "", out, info)]
+    return summary, sc.handoff_messages(task.instruction, summary, now)  # type: ignore[attr-defined]
+
+
 def run_episode(
     task: Task | str | Path,
     policy: Policy,
@@ -88,6 +232,9 @@ def run_episode(
 
     * the model declares completion (``terminus``: twice in a row) → ``termination="submitted"``;
     * ``max_turns`` replies were used up → ``"max_steps"``;
+    * the agent's wall-clock budget (the environment's ``max_episode_seconds``: the task's agent timeout,
+      as ``env_kwargs["timeouts"]`` scales it) ran out, in a command or while the model was answering →
+      ``"time_limit"`` (the agent timeout of Terminal-Bench and Harbor);
     * the environment truncates (its ``max_steps``, wall-clock budget, the shell exiting, a sandbox
       failure) → that reason;
     * ``max_parse_errors`` consecutive replies could not be parsed → ``"parse_error"`` (each malformed
@@ -109,8 +256,12 @@ def run_episode(
         task = load_task(task)
     sc = get_scaffold(scaffold)
     kwargs = {"max_steps": max(100, STEPS_PER_TURN * max_turns), **(env_kwargs or {})}
-    if kwargs.pop("action_mode", "command") != "command":
-        raise ValueError("run_episode drives the environment in command mode")
+    mode = kwargs.pop("action_mode", sc.action_mode)
+    if mode != sc.action_mode:
+        raise ValueError(
+            f"the {sc.name} scaffold drives the environment in {sc.action_mode} mode, not {mode}"
+        )
+    keys_mode = mode == "keys"
     traj = Trajectory(
         run=run,
         task=task.name,
@@ -126,14 +277,14 @@ def run_episode(
         policy=policy.name,
         model=policy.model,
         scaffold=sc.name,
-        action_mode="command",
+        action_mode=mode,
         backend=backend,
         started_at=now_iso(),
         versions=versions(),
     )
     timings = {"reset": 0.0, "policy": 0.0, "env": 0.0, "verifier": 0.0}
     usage: dict[str, int] = {}
-    env = TerminalEnv(task, backend=backend, image_store=image_store, **kwargs)
+    env = TerminalEnv(task, backend=backend, image_store=image_store, action_mode=mode, **kwargs)
     cast: CastWriter | None = None
     try:
         t = time.monotonic()
@@ -142,13 +293,16 @@ def run_episode(
         prompt = f"root@sandbox:{info['workdir']}# "
         if cast_path is not None:
             cast = CastWriter(cast_path, width=env.screen_cols, height=env.screen_rows, title=task.name)
-            cast.output(str(obs))
-        messages = sc.initial_messages(task.instruction, str(obs))
+            cast.output(obs["output"] if keys_mode else str(obs))
+        messages = sc.initial_messages(task.instruction, obs["screen"] if keys_mode else str(obs))
         seen = len(messages)  # messages[:seen] is what the policy was given (plus its replies)
         final: dict[str, Any] | None = None  # info of the step that ran the verifier
         termination: str | None = None
         pending_confirmation = False
         consecutive_errors = 0
+        handoffs = 0
+        if keys_mode:
+            traj.handoffs = []  # earlier conversations, each ended by a summary (see _hand_off)
         turn = 0
         command_timeout = env.command_timeout
         while True:
@@ -159,10 +313,28 @@ def run_episode(
             seen = len(messages)
             t = time.monotonic()
             try:
-                completion = policy.complete([dict(m) for m in messages], ctx)
-            except ContextOverflow as e:
-                termination, traj.error = "context_overflow", str(e)
+                left = env.seconds_left
+                if left <= 0:
+                    raise _AgentTimeout
+                completion = _complete_within(policy, [dict(m) for m in messages], ctx, left)
+            except _AgentTimeout:
+                termination = "time_limit"
+                traj.error = (
+                    f"agent timeout: the {env.max_episode_seconds:g}s wall-clock budget ran out while the "
+                    "policy was answering"
+                )
                 break
+            except ContextOverflow as e:
+                handoff = None
+                if keys_mode and handoffs < MAX_HANDOFFS and hasattr(sc, "handoff_messages"):
+                    handoff = _hand_off(sc, policy, messages, task, ctx, env, usage, timings)
+                if handoff is None:
+                    termination, traj.error = "context_overflow", str(e)
+                    break
+                handoffs += 1
+                traj.handoffs.append({"turn": turn, "messages": messages, "summary": handoff[0]})
+                messages = handoff[1]
+                continue
             except PolicyError as e:
                 termination, traj.error = "policy_error", str(e)
                 break
@@ -191,47 +363,52 @@ def run_episode(
                 continue
             consecutive_errors = 0
             results: list[ActionResult] = []
-            for action in parsed.actions:
-                limit = command_timeout if action.timeout is None else min(command_timeout, action.timeout)
-                env.command_timeout = limit
-                if cast is not None:
-                    cast.output(action.command + "\n")
-                t = time.monotonic()
-                try:
-                    obs, _r, terminated, truncated, info = env.step(action.command)
-                finally:
-                    env.command_timeout = command_timeout
-                    timings["env"] += time.monotonic() - t
-                out = str(obs)
-                traj.steps.append(
-                    Step(
-                        action=action.command,
-                        observation=out,
-                        exit_code=info.get("exit_code"),
-                        timed_out=bool(info.get("timed_out", False)),
-                        duration_s=float(info.get("duration_s", 0.0)),
-                        turn=turn,
+            if keys_mode:
+                final = _run_keys(env, parsed.actions, results, traj, turn, timings, cast)
+            else:
+                for action in parsed.actions:
+                    limit = (
+                        command_timeout if action.timeout is None else min(command_timeout, action.timeout)
                     )
-                )
-                results.append(
-                    ActionResult(
-                        command=action.command,
-                        output=out,
-                        exit_code=info.get("exit_code"),
-                        timed_out=bool(info.get("timed_out", False)),
-                        duration_s=float(info.get("duration_s", 0.0)),
+                    env.command_timeout = limit
+                    if cast is not None:
+                        cast.output(action.command + "\n")
+                    t = time.monotonic()
+                    try:
+                        obs, _r, terminated, truncated, info = env.step(action.command)
+                    finally:
+                        env.command_timeout = command_timeout
+                        timings["env"] += time.monotonic() - t
+                    out = str(obs)
+                    traj.steps.append(
+                        Step(
+                            action=action.command,
+                            observation=out,
+                            exit_code=info.get("exit_code"),
+                            timed_out=bool(info.get("timed_out", False)),
+                            duration_s=float(info.get("duration_s", 0.0)),
+                            turn=turn,
+                        )
                     )
-                )
-                if cast is not None:
-                    cast.output(out)
-                if terminated or truncated:
-                    final = info
-                    v = float(info.get("verifier_seconds", 0.0))
-                    timings["env"] -= v
-                    timings["verifier"] += v
-                    break
-                if cast is not None:
-                    cast.output(prompt)
+                    results.append(
+                        ActionResult(
+                            command=action.command,
+                            output=out,
+                            exit_code=info.get("exit_code"),
+                            timed_out=bool(info.get("timed_out", False)),
+                            duration_s=float(info.get("duration_s", 0.0)),
+                        )
+                    )
+                    if cast is not None:
+                        cast.output(out)
+                    if terminated or truncated:
+                        final = info
+                        v = float(info.get("verifier_seconds", 0.0))
+                        timings["env"] -= v
+                        timings["verifier"] += v
+                        break
+                    if cast is not None:
+                        cast.output(prompt)
             turn += 1
             if final is not None:
                 termination = str(final.get("termination", "sandbox_error"))

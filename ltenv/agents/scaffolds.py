@@ -95,12 +95,19 @@ class ActionResult:
     exit_code: int | None = None
     timed_out: bool = False
     duration_s: float = 0.0
+    screen: str = ""
+    """Keys mode: the rendered screen after the action."""
+    alternate: bool = False
+    """Keys mode: a full-screen program (vim, less) had the alternate screen after the action."""
 
 
 class Scaffold(ABC):
     """Turns an episode into chat messages and replies into actions. Stateless and thread-safe."""
 
     name: str = ""
+    action_mode: str = "command"
+    """How the loop runs actions: ``command`` (each to completion, :class:`~ltenv.terminal.ShellSession`) or
+    ``keys`` (raw keystrokes, then a wait, :class:`~ltenv.terminal.KeysSession`)."""
     confirm_completion: bool = False
     """True: a completion claim is answered with :meth:`confirmation_message` and only a second
     consecutive claim ends the episode."""
@@ -517,8 +524,222 @@ def _one_action(scaffold: str, commands: Sequence[str], complete: bool, done: st
     return done if complete else "\n".join(c.rstrip("\n") for c in commands)
 
 
+TERMINUS2_MAX_DURATION = 60.0
+"""Terminus-2: the longest wait one command can ask for (seconds); longer ``duration`` values are capped."""
+TERMINUS2_MAX_OUTPUT_BYTES = 10_000
+"""Terminus-2: the terminal output shown per turn (UTF-8 bytes); past it the first and last halves are
+kept around a note of how many bytes were left out."""
+NEW_OUTPUT_HEADER = "New Terminal Output:\n"
+SCREEN_HEADER = "Current Terminal Screen:\n"
+
+
+def limit_output(text: str, max_bytes: int = TERMINUS2_MAX_OUTPUT_BYTES) -> str:
+    """``text`` within ``max_bytes`` UTF-8 bytes: its first and last ``max_bytes // 2`` bytes around a line
+    saying how many bytes in between were left out (Terminus-2's output limit).
+
+    Example:
+        >>> limit_output("a" * 30 + "b" * 30, 20)
+        'aaaaaaaaaa\\n[... output limited to 20 bytes; 40 interior bytes omitted ...]\\nbbbbbbbbbb'
+    """
+    raw = text.encode("utf-8")
+    if len(raw) <= max_bytes:
+        return text
+    half = max_bytes // 2
+    head = raw[:half].decode("utf-8", errors="ignore")
+    tail = raw[len(raw) - half :].decode("utf-8", errors="ignore")
+    omitted = len(raw) - len(head.encode()) - len(tail.encode())
+    return f"{head}\n[... output limited to {max_bytes} bytes; {omitted} interior bytes omitted ...]\n{tail}"
+
+
+def incremental_output(results: Sequence[ActionResult], screen: str, *, alternate: bool = False) -> str:
+    """What Terminus-2 shows after a turn: ``New Terminal Output:`` and what the terminal printed since the
+    previous turn, where that is readable; else ``Current Terminal Screen:`` and the rendered screen (a
+    full-screen program such as vim or less is on the alternate screen, whose byte stream is cursor
+    movements, not lines; or nothing new was printed)."""
+    printed = "".join(r.output for r in results)
+    if alternate or not printed.strip():
+        return SCREEN_HEADER + screen
+    return NEW_OUTPUT_HEADER + printed
+
+
+class Terminus2Scaffold(Scaffold):
+    """Terminal-Bench's Terminus-2 in keys mode: each ``keystrokes`` string is sent to an interactive
+    terminal as tmux ``send-keys`` sends one argument (a tmux key name such as ``C-c``, ``Escape`` or
+    ``Enter`` alone is that key, anything else is typed as text, ``\\n`` pressing Enter), then the terminal
+    is watched for ``duration`` seconds (at most :data:`TERMINUS2_MAX_DURATION`) whether or not the
+    program finished. The observation is :func:`incremental_output` within
+    :data:`TERMINUS2_MAX_OUTPUT_BYTES`. See the module docstring and the README for what differs from
+    Terminal-Bench's harness.
+
+    The first user message holds the whole protocol (Terminus-2 sends no system message). An
+    :class:`Action` of this scaffold carries the raw keystrokes in ``command`` and the wait in ``timeout``.
+    """
+
+    name = "terminus-2"
+    action_mode = "keys"
+    confirm_completion = True
+
+    def initial_messages(self, task_instruction: str, observation: str) -> list[dict[str, str]]:
+        screen = _terminal_part(task_instruction, observation)
+        return [
+            {
+                "role": "user",
+                "content": _fill(
+                    _template("terminus2_initial"),
+                    instruction=task_instruction.strip(),
+                    terminal=limit_output(SCREEN_HEADER + screen),
+                    max_duration=f"{TERMINUS2_MAX_DURATION:g}",
+                ),
+            }
+        ]
+
+    def parse(self, reply: str) -> Parsed:
+        obj, warnings = _find_json_object(reply)
+        missing = [k for k in ("analysis", "plan", "commands") if k not in obj]
+        complete = obj.get("task_complete", False)
+        if isinstance(complete, str) and complete.strip().lower() in ("true", "false"):
+            complete = complete.strip().lower() == "true"
+        if not isinstance(complete, bool):
+            raise ParseError(f'"task_complete" must be true or false, got {_type_name(complete)}')
+        if missing and not (complete and missing == ["commands"]):
+            raise ParseError(f"missing required fields: {', '.join(missing)}")
+        analysis = _optional_str(obj, "analysis", warnings)
+        plan = _optional_str(obj, "plan", warnings)
+        commands = obj.get("commands", [])
+        if not isinstance(commands, list):
+            raise ParseError(f'"commands" must be an array of objects, got {_type_name(commands)}')
+        actions = []
+        for i, cmd in enumerate(commands):
+            if not isinstance(cmd, dict):
+                raise ParseError(
+                    f'commands[{i}] must be an object like {{"keystrokes": "ls\\n", "duration": 0.1}}, '
+                    f"got {_type_name(cmd)}"
+                )
+            if "keystrokes" not in cmd:
+                raise ParseError(f'commands[{i}] is missing required field "keystrokes"')
+            keys = cmd["keystrokes"]
+            if not isinstance(keys, str):
+                raise ParseError(f"commands[{i}].keystrokes must be a string, got {_type_name(keys)}")
+            if "duration" not in cmd:
+                warnings.append(f'commands[{i}]: no "duration"; waited the default {DEFAULT_DURATION:g} s')
+            duration = cmd.get("duration", DEFAULT_DURATION)
+            if isinstance(duration, bool) or not isinstance(duration, int | float) or duration < 0:
+                raise ParseError(f"commands[{i}].duration must be a number >= 0, got {duration!r}")
+            if duration > TERMINUS2_MAX_DURATION:
+                warnings.append(
+                    f"commands[{i}]: duration {duration:g} s capped at {TERMINUS2_MAX_DURATION:g} s; "
+                    "to wait longer, send an empty command with another duration next turn"
+                )
+            extra = sorted(set(cmd) - {"keystrokes", "duration"})
+            if extra:
+                warnings.append(f"commands[{i}]: unknown fields ignored: {', '.join(extra)}")
+            if i + 1 < len(commands) and keys and not keys.endswith("\n") and not is_key_name(keys):
+                warnings.append(
+                    f"commands[{i}] does not end with a newline but another command follows: both end "
+                    "up on the same line"
+                )
+            actions.append(Action(keys, timeout=min(float(duration), TERMINUS2_MAX_DURATION)))
+        extra = sorted(set(obj) - {"analysis", "plan", "commands", "task_complete"})
+        if extra:
+            warnings.append(f"unknown top-level fields ignored: {', '.join(extra)}")
+        return Parsed(actions, complete, warnings, analysis, plan)
+
+    def observation_message(
+        self, results: Sequence[ActionResult], *, warnings: Iterable[str] = ()
+    ) -> dict[str, str]:
+        return {
+            "role": "user",
+            "content": _fill(
+                _template("terminus2_observation"),
+                warnings=_warnings_text(warnings),
+                output=self._terminal(results),
+            ),
+        }
+
+    def confirmation_message(
+        self, results: Sequence[ActionResult], *, warnings: Iterable[str] = ()
+    ) -> dict[str, str]:
+        return {
+            "role": "user",
+            "content": _warnings_text(warnings)
+            + _fill(_template("terminus2_confirm"), output=self._terminal(results)),
+        }
+
+    def parse_error_message(self, err: ParseError | str) -> dict[str, str]:
+        message = err.message if isinstance(err, ParseError) else str(err)
+        return {"role": "user", "content": _fill(_template("terminus2_parse_error"), error=message)}
+
+    def summary_request(self) -> dict[str, str]:
+        """The user turn asking for a hand-off summary when the context is full (see the loop)."""
+        return {"role": "user", "content": _template("terminus2_summarize")}
+
+    def handoff_messages(
+        self, task_instruction: str, summary: str, results: Sequence[ActionResult]
+    ) -> list[dict[str, str]]:
+        """The fresh conversation after a summary: the protocol and task as at the start, then the summary
+        and the current terminal."""
+        first = _fill(
+            _template("terminus2_initial"),
+            instruction=task_instruction.strip(),
+            terminal="(see below)",
+            max_duration=f"{TERMINUS2_MAX_DURATION:g}",
+        )
+        handoff = _fill(
+            _template("terminus2_handoff"), summary=summary.strip(), output=self._terminal(results)
+        )
+        return [{"role": "user", "content": first.rstrip() + "\n\n" + handoff}]
+
+    @staticmethod
+    def _terminal(results: Sequence[ActionResult]) -> str:
+        screen = results[-1].screen if results else ""
+        alternate = bool(results) and results[-1].alternate
+        return limit_output(incremental_output(results, screen, alternate=alternate))
+
+    def render_reply(
+        self,
+        commands: Sequence[str],
+        *,
+        complete: bool = False,
+        timeout: float | None = None,
+        analysis: str = "",
+        plan: str = "",
+    ) -> str:
+        duration = DEFAULT_DURATION if timeout is None else min(float(timeout), TERMINUS2_MAX_DURATION)
+        reply = {
+            "analysis": analysis,
+            "plan": plan,
+            "commands": [
+                {"keystrokes": c if is_key_name(c) else c.rstrip("\n") + "\n", "duration": duration}
+                for c in commands
+            ],
+            "task_complete": complete,
+        }
+        return json.dumps(reply, indent=2, ensure_ascii=False)
+
+
+def _template(name: str) -> str:
+    """A prompt file's text without the newline that ends the file."""
+    return load_prompt(name).removesuffix("\n")
+
+
+def is_key_name(keystrokes: str) -> bool:
+    """True when ``keystrokes`` alone is a tmux key name (``C-c``, ``Escape``, ``Enter``...), which tmux
+    ``send-keys`` sends as that key rather than as text."""
+    from ltenv.terminal.keys import encode_keys
+
+    return encode_keys([keystrokes]) != encode_keys([keystrokes], literal=True)
+
+
+def _warnings_text(warnings: Iterable[str]) -> str:
+    items = [w for w in warnings if w]
+    if not items:
+        return ""
+    return "Your previous reply had warnings:\n" + "".join(f"- {w}\n" for w in items) + "\n"
+
+
 SCAFFOLDS: dict[str, type[Scaffold]] = {
     "terminus": TerminusScaffold,
+    "terminus-2": Terminus2Scaffold,
     "bash": BashScaffold,
     "plain": PlainScaffold,
     "bare": BareScaffold,
@@ -526,7 +747,8 @@ SCAFFOLDS: dict[str, type[Scaffold]] = {
 
 
 def get_scaffold(scaffold: str | Scaffold = "terminus", **kwargs: Any) -> Scaffold:
-    """A scaffold by name (``terminus``, ``bash``, ``plain``, ``bare``), or the given object as is."""
+    """A scaffold by name (``terminus``, ``terminus-2``, ``bash``, ``plain``, ``bare``), or the given object
+    as is."""
     if isinstance(scaffold, Scaffold):
         return scaffold
     try:

@@ -592,6 +592,13 @@ class KeysSession:
             return self._screen.cursor.y, self._screen.cursor.x
 
     @property
+    def alternate(self) -> bool:
+        """A full-screen program (vim, less, top) has the alternate screen: what it prints is cursor
+        movements, not lines, so only the rendered :meth:`screen` is readable."""
+        with self._cond:
+            return self._screen.alternate
+
+    @property
     def title(self) -> str:
         with self._cond:
             return self._screen.title
