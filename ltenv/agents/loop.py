@@ -1,5 +1,5 @@
-"""The episode loop: a policy, a scaffold and a :class:`~ltenv.env.TerminalEnv` (command mode) make a
-:class:`~ltenv.trajectory.Trajectory`.
+"""The episode loop: a policy, a scaffold and a :class:`~ltenv.env.TerminalEnv` (in the scaffold's action
+mode) make a :class:`~ltenv.trajectory.Trajectory`.
 
 Example:
     >>> from ltenv.agents import make_policy, run_episode
@@ -227,8 +227,9 @@ def run_episode(
 
     Each turn the policy gets the conversation so far; its reply is parsed by the scaffold; each action
     runs in the environment (command mode, to completion, with the action's time limit capped by the
-    environment's ``command_timeout``) and the outputs come back as the next user message. The episode
-    ends, always with the verifier run and the reward recorded, when:
+    environment's ``command_timeout``; or, for keys-mode scaffolds such as ``terminus-2``, typed raw into
+    the live terminal followed by its wait, also capped by ``command_timeout``) and the outputs come back
+    as the next user message. The episode ends, always with the verifier run and the reward recorded, when:
 
     * the model declares completion (``terminus``: twice in a row) → ``termination="submitted"``;
     * ``max_turns`` replies were used up → ``"max_steps"``;
@@ -239,7 +240,9 @@ def run_episode(
       failure) → that reason;
     * ``max_parse_errors`` consecutive replies could not be parsed → ``"parse_error"`` (each malformed
       reply before that is answered with a parse-error message);
-    * the policy raises :class:`ContextOverflow` → ``"context_overflow"``, any other error →
+    * the policy raises :class:`ContextOverflow` → ``"context_overflow"`` (keys-mode scaffolds with a
+      hand-off first ask for a summary and go on in a fresh conversation, at most :data:`MAX_HANDOFFS`
+      times; the earlier conversations are kept in ``traj.handoffs``), any other error →
       ``"policy_error"`` (``error`` holds the message).
 
     ``messages`` in the trajectory are exactly the messages the policy was given, plus its replies.

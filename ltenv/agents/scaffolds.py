@@ -1,6 +1,6 @@
 """Scaffolds: how an episode becomes chat messages, and how a model reply becomes shell actions.
 
-Two scaffolds, both stateless (one object may serve many concurrent episodes):
+The scaffolds are stateless (one object may serve many concurrent episodes):
 
 * ``terminus`` (default): Terminal-Bench's Terminus-2 JSON format
   ``{"analysis", "plan", "commands": [{"keystrokes", "duration"}], "task_complete"}``. Completion is
@@ -10,6 +10,12 @@ Two scaffolds, both stateless (one object may serve many concurrent episodes):
   completion; ``duration`` is an upper bound on its run time, never below ``min_command_timeout``
   (Terminus models write ``0.1`` for quick commands: a 0.1 s limit would kill real work) and never above the
   environment's ``command_timeout``.
+* ``terminus-2``: the same JSON in keys mode, as Terminal-Bench's and Harbor's Terminus-2 run it: each
+  ``keystrokes`` string goes raw to a live terminal (one tmux ``send-keys`` argument: a key name such as
+  ``C-c`` alone is that key, anything else is typed), then the terminal is watched for ``duration``
+  seconds (capped at :data:`TERMINUS2_MAX_DURATION`); the observation is the output since the last turn,
+  or the rendered screen (:func:`incremental_output`), within :data:`TERMINUS2_MAX_OUTPUT_BYTES`. Use
+  ``terminus`` for models trained on command-level data, ``terminus-2`` to compare with Terminal-Bench.
 * ``bash``: one fenced ```` ```bash ```` block per reply (mini-swe-agent style); a block holding only
   ``echo LTENV_TASK_COMPLETE`` submits.
 * ``plain``: the reply is the command itself and ``DONE`` submits; observations are the bare output. For
@@ -19,7 +25,7 @@ Prompt texts are package files in ``ltenv/agents/prompts/``.
 
 Example:
     >>> s = get_scaffold("terminus")
-    >>> p = s.parse('{"analysis": "", "plan": "", "commands": [{"keystrokes": "ls\\n"}], "task_complete": false}')
+    >>> p = s.parse('{"analysis": "", "plan": "", "commands": [{"keystrokes": "ls\\\\n"}], "task_complete": false}')
     >>> p.actions[0].command
     'ls'
 """
@@ -51,10 +57,12 @@ def load_prompt(name: str) -> str:
 
 
 def _fill(template: str, **values: Any) -> str:
-    """Replace ``{key}`` for the given keys only (prompts contain literal JSON braces)."""
-    for key, value in values.items():
-        template = template.replace("{" + key + "}", str(value))
-    return template
+    """Replace ``{key}`` for the given keys only (prompts contain literal JSON braces), in one pass: a value
+    holding ``{key}`` text (a task's instruction, terminal output) is left as it is."""
+    if not values:
+        return template
+    pattern = "|".join(re.escape("{" + key + "}") for key in values)
+    return re.sub(pattern, lambda m: str(values[m.group()[1:-1]]), template)
 
 
 class ParseError(ValueError):
