@@ -714,6 +714,28 @@ def rollout(
         ),
     ] = None,
     command_timeout: Annotated[float | None, typer.Option(help="Per-command timeout in seconds.")] = None,
+    timeout_multiplier: Annotated[
+        float,
+        typer.Option(
+            "--timeout-multiplier",
+            "--global-timeout-multiplier",
+            help="Scale every task's agent and test timeouts (Harbor --timeout-multiplier, Terminal-Bench "
+            "--global-timeout-multiplier).",
+        ),
+    ] = 1.0,
+    agent_timeout_multiplier: Annotated[
+        float, typer.Option(help="Scale every task's agent timeout (times --timeout-multiplier).")
+    ] = 1.0,
+    verifier_timeout_multiplier: Annotated[
+        float, typer.Option(help="Scale every task's test timeout (times --timeout-multiplier).")
+    ] = 1.0,
+    global_agent_timeout_sec: Annotated[
+        float | None,
+        typer.Option(help="Replace every task's agent timeout (the episode's wall-clock budget), seconds."),
+    ] = None,
+    global_test_timeout_sec: Annotated[
+        float | None, typer.Option(help="Replace every task's test (verifier) timeout, seconds.")
+    ] = None,
     image_map: ImageMapOpt = None,
     force_build: ForceBuildOpt = False,
     host_build_config: HostBuildConfigOpt = True,
@@ -759,6 +781,24 @@ def rollout(
         env_kwargs["command_timeout"] = command_timeout
     if offline_tests:
         env_kwargs["offline_tests"] = True
+    from pydantic import ValidationError
+
+    from ltenv.tasks.model import Timeouts
+
+    try:
+        timeouts = Timeouts(
+            multiplier=timeout_multiplier,
+            agent_multiplier=agent_timeout_multiplier,
+            verifier_multiplier=verifier_timeout_multiplier,
+            agent_sec=global_agent_timeout_sec,
+            verifier_sec=global_test_timeout_sec,
+        )
+    except ValidationError as e:
+        bad = ", ".join(str(err["loc"][0]) for err in e.errors())
+        console.print(f"[red]error:[/] timeouts and multipliers must be positive ({escape(bad)})")
+        raise typer.Exit(2) from None
+    if timeout_overrides := timeouts.model_dump(exclude_defaults=True):
+        env_kwargs["timeouts"] = timeout_overrides
     console.print(
         f"rollout [bold]{escape(policy)}[/] ({scaffold}, {backend}): {len(selected)} task(s) x {k} "
         f"attempt(s), {jobs} at a time{' on Ray' if ray else ''} -> {escape(str(out_dir))}",
@@ -1077,12 +1117,20 @@ def _print_report(report, console_: Console) -> None:
         )
 
 
-def _eval_cmd(from_dir: Path | None, as_json: bool, **rollout_kwargs) -> None:
+def _eval_cmd(from_dir: Path | None, as_json: bool, layout: str, **rollout_kwargs) -> None:
     """Roll out a policy (all `ltenv rollout` options), then evaluate the run: pass@1, pass@k, tables per
-    domain and difficulty, failure modes; writes OUT/results.json. `--from DIR` evaluates an existing run
-    without rolling out."""
+    domain and difficulty, failure modes; writes OUT/results.json, and beside it the run in Terminal-Bench's
+    layout (OUT/terminal-bench/<run-id>/) and Harbor's (OUT/harbor/<job>/). `--from DIR` evaluates an
+    existing run without rolling out."""
     from ltenv.evaluation import evaluate
+    from ltenv.results_io import LAYOUTS, write_layouts
 
+    layouts = [x.strip() for x in layout.split(",") if x.strip() and x.strip() != "none"]
+    if bad := [x for x in layouts if x not in LAYOUTS]:
+        console.print(
+            f"[red]error:[/] --layout {escape(', '.join(bad))}: use tb, harbor, both (tb,harbor) or none"
+        )
+        raise typer.Exit(2)
     k = rollout_kwargs["k"]
     if from_dir is None:
         if k is None:
@@ -1097,6 +1145,9 @@ def _eval_cmd(from_dir: Path | None, as_json: bool, **rollout_kwargs) -> None:
     report = evaluate(run_dir, k=k)
     _print_report(report, console if as_json else out)
     (console if as_json else out).print(f"results: {run_dir / 'results.json'}", highlight=False)
+    for name, folder in write_layouts(run_dir, layouts).items():
+        label = {"tb": "Terminal-Bench run", "harbor": "Harbor job"}[name]
+        (console if as_json else out).print(f"{label}: {folder}", highlight=False)
     if as_json:
         print(json.dumps(report.to_dict()))
 
@@ -1148,6 +1199,21 @@ def _make_eval_command():
             default=False,
         )
     )
+    params.append(
+        inspect.Parameter(
+            "layout",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[
+                str,
+                typer.Option(
+                    "--layout",
+                    help="Also write the run as Terminal-Bench (tb: OUT/terminal-bench/<run-id>/) and/or Harbor "
+                    "(harbor: OUT/harbor/<job>/) result folders: tb,harbor (default), tb, harbor or none.",
+                ),
+            ],
+            default="tb,harbor",
+        )
+    )
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
 
     def eval_cmd(**kwargs) -> None:
@@ -1165,7 +1231,13 @@ app.command("eval")(_make_eval_command())
 
 @app.command("leaderboard")
 def leaderboard_cmd(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders (or trajectory JSONL files).")],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run folders (or trajectory JSONL files); Terminal-Bench run folders and Harbor job folders "
+            "are imported."
+        ),
+    ],
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for leaderboard.md and index.html.")
     ] = Path("leaderboard"),
@@ -1178,17 +1250,81 @@ def leaderboard_cmd(
     OUT/leaderboard.md, and OUT/index.html, a self-contained page with a task x run grid and a replay of
     every episode."""
     from ltenv.evaluation import leaderboard
+    from ltenv.results_io import ResultsFormatError, detect_layout
 
     for r in runs:
-        if not (r.is_file() or (r / "trajectories.jsonl").is_file()):
-            console.print(f"[red]error:[/] {escape(str(r))}: not a run folder (no trajectories.jsonl)")
+        if not (r.is_file() or detect_layout(r)):
+            console.print(
+                f"[red]error:[/] {escape(str(r))}: not a run folder (no trajectories.jsonl), Terminal-Bench run "
+                "folder or Harbor job folder"
+            )
             raise typer.Exit(2)
-    board = leaderboard(runs, k=k, out=out_dir)
+    try:
+        board = leaderboard(runs, k=k, out=out_dir)
+    except ResultsFormatError as e:
+        console.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from None
     print(board.markdown(), end="")
     console.print(
         f"{len(board.entries)} run(s) -> {out_dir / 'leaderboard.md'}, {out_dir / 'index.html'}",
         highlight=False,
     )
+
+
+@import_app.command("run")
+def import_run_cmd(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A Terminal-Bench run folder (runs/<run-id>) or a Harbor job folder (jobs/<job>)."
+        ),
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="The ltenv run folder to write (created).")],
+) -> None:
+    """Import another harness's run as an ltenv run folder (trajectories.jsonl, run.json, results.json), with
+    per-task outcomes, for `ltenv leaderboard`, `ltenv compare` and `ltenv eval --from`."""
+    from ltenv.results_io import ResultsFormatError, import_run, save_imported
+
+    try:
+        run = import_run(source, name=out_dir.name)
+        save_imported(run, out_dir)
+    except ResultsFormatError as e:
+        console.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    tasks = len({t.task for t in run.trajectories})
+    passed = sum(t.passed and t.verified for t in run.trajectories)
+    out.print(
+        f"{run.layout} run {source}: {len(run.trajectories)} trial(s) of {tasks} task(s), {passed} passed -> "
+        f"{out_dir}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("compare")
+def compare_cmd(
+    run_a: Annotated[
+        Path, typer.Argument(help="Run A: an ltenv run, Terminal-Bench run or Harbor job folder.")
+    ],
+    run_b: Annotated[Path, typer.Argument(help="Run B, the same kinds.")],
+    all_tasks: Annotated[
+        bool, typer.Option("--all", help="List every task, not only those that differ.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """Per-task differences between two runs (ours and Terminal-Bench's or Harbor's, or any two): passes
+    over attempts in each, the pass@1 difference, tasks only one run has, and pass@1 over the common tasks."""
+    from ltenv.results_io import ResultsFormatError, compare_runs
+
+    try:
+        cmp = compare_runs(run_a, run_b)
+    except ResultsFormatError as e:
+        console.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(cmp.to_dict()))
+    else:
+        print(cmp.text(all_tasks=all_tasks), end="")
 
 
 synth_app = typer.Typer(

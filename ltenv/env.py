@@ -30,6 +30,7 @@ from ltenv import SUBMIT
 from ltenv.errors import LtenvError, SandboxError, ShellError
 from ltenv.sandbox import DEFAULT_BACKEND, Sandbox, create_sandbox
 from ltenv.tasks import Task, load_task
+from ltenv.tasks.model import Timeouts
 from ltenv.terminal import KeysSession, ShellSession, parse_keys_action
 from ltenv.terminal.keys import DEFAULT_WAIT
 from ltenv.terminal.session import DEFAULT_MAX_OUTPUT, DEFAULT_TIMEOUT
@@ -93,7 +94,11 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
         backend: sandbox backend: ``"bwrap"`` (daemonless, default) or ``"docker"``.
         action_mode: ``"command"`` or ``"keys"`` (above).
         max_steps: actions before the episode is truncated (the verifier still runs).
-        max_episode_seconds: wall-clock budget; defaults to the task's ``[agent] timeout_sec``.
+        max_episode_seconds: wall-clock budget; defaults to the task's ``[agent] timeout_sec``
+            (``max_agent_timeout_sec`` of a Terminal-Bench task) as ``timeouts`` scales it.
+        timeouts: a :class:`~ltenv.tasks.model.Timeouts` (or its fields as a dict): multipliers or global
+            values for the agent's and the verifier's timeouts, as Terminal-Bench and Harbor runs offer.
+            The verifier's budget bounds the task's tests.
         command_timeout: per-command limit; a command past it gets Ctrl-C, then SIGKILL. In keys mode it
             caps an action's ``wait``.
         max_output_bytes: observation budget per action (head and tail kept).
@@ -131,6 +136,7 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
         screen_rows: int = 40,
         screen_cols: int = 160,
         force_build: bool | None = None,
+        timeouts: Timeouts | dict[str, Any] | None = None,
     ):
         if action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {list(ACTION_MODES)}, got {action_mode!r}")
@@ -144,7 +150,11 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
         self.backend = backend
         self.action_mode = action_mode
         self.max_steps = max_steps
-        self.max_episode_seconds = max_episode_seconds or self.task.config.agent.timeout_sec
+        self.timeouts = (
+            timeouts if isinstance(timeouts, Timeouts) else Timeouts.model_validate(timeouts or {})
+        )
+        self.max_episode_seconds = max_episode_seconds or self.timeouts.agent_timeout(self.task)
+        self.verifier_timeout = self.timeouts.verifier_timeout(self.task)
         self.command_timeout = command_timeout
         self.max_output_bytes = max_output_bytes
         self.render_mode = render_mode
@@ -407,7 +417,9 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
         else:
             try:
                 assert self.sandbox is not None
-                result = verify(self.sandbox, self.task, offline=self.offline_tests)
+                result = verify(
+                    self.sandbox, self.task, offline=self.offline_tests, timeout=self.verifier_timeout
+                )
             except LtenvError as e:
                 result = VerifierResult(0.0, False, error=f"verification failed: {e}")
             if result.error and not result.tampered and (hits := self._poll_limits()):
@@ -474,6 +486,14 @@ class TerminalEnv(gym.Env[str | dict[str, str], str]):
             print(self._transcript[-1] if self._transcript else "")
             return None
         return text
+
+    @property
+    def seconds_left(self) -> float:
+        """Seconds left of the episode's wall-clock budget (``max_episode_seconds``), counted from the end
+        of :meth:`reset`; 0 once the episode is over."""
+        if self._done:
+            return 0.0
+        return self.max_episode_seconds - (time.monotonic() - self._t0)
 
     def close(self) -> None:
         self._teardown()

@@ -337,6 +337,8 @@ class RunEntry:
     path: str
     report: EvalReport
     trajectories: list[Trajectory]
+    source: str = "ltenv"
+    """Where the run comes from: ``ltenv``, or ``terminal-bench`` / ``harbor`` for an imported run folder."""
 
 
 @dataclass
@@ -393,24 +395,35 @@ def leaderboard(
 ) -> Leaderboard:
     """Rank run folders (or trajectory files) by pass@1. ``k`` (default: the smallest number of attempts
     per task over all runs) is the pass@k column. With ``out``, writes ``leaderboard.md`` and
-    ``index.html`` there. Runs are named by their folder (a repeated name gets ``#2``...)."""
-    loaded: list[tuple[str, Path, list[Trajectory]]] = []
+    ``index.html`` there. Runs are named by their folder (a repeated name gets ``#2``...).
+
+    A Terminal-Bench run folder or a Harbor job folder is read as an imported run
+    (:func:`ltenv.results_io.import_run`) and ranked beside the others."""
+    from ltenv.results_io import detect_layout, import_run
+
+    loaded: list[tuple[str, Path, list[Trajectory], str]] = []
     names: Counter[str] = Counter()
     for src in runs:
         p = Path(src)
-        trajs = _dedupe(load_trajectories(p))
+        layout = detect_layout(p) if p.is_dir() else None
+        if layout in ("terminal-bench", "harbor"):
+            trajs = import_run(p).trajectories
+        else:
+            trajs = _dedupe(load_trajectories(p))
         base = p.name if p.is_dir() else (p.parent.name if p.name == TRAJECTORIES_FILE else p.stem)
         names[base] += 1
         name = base if names[base] == 1 else f"{base}#{names[base]}"
-        loaded.append((name, p, trajs))
+        for t in trajs:
+            t.run = name
+        loaded.append((name, p, trajs, layout or "ltenv"))
     if k is None:
-        per_task = [n for _, _, trajs in loaded for n in Counter(t.task for t in trajs).values()]
+        per_task = [n for _, _, trajs, _ in loaded for n in Counter(t.task for t in trajs).values()]
         k = min(per_task, default=1)
     entries = []
-    for name, p, trajs in loaded:
+    for name, p, trajs, source in loaded:
         report = evaluate(trajs, k=k, write=False)
         report.runs = [name]
-        entries.append(RunEntry(name, str(p), report, trajs))
+        entries.append(RunEntry(name, str(p), report, trajs, source))
     entries.sort(key=lambda e: (-e.report.pass_at_1, -e.report.pass_at_k.get(k, 0.0), e.name))
     board = Leaderboard(k=k, entries=entries)
     if out is not None:
@@ -577,8 +590,10 @@ def render_html(board: Leaderboard) -> str:
     ]
     for i, e in enumerate(entries, 1):
         r = e.report
+        imported = f' <span class="muted">(imported: {_e(e.source)})</span>' if e.source != "ltenv" else ""
         out.append(
-            f'<tr data-run="{_e(e.name)}"><td class="num">{i}</td><td>{_e(e.name)}</td>'
+            f'<tr data-run="{_e(e.name)}" data-source="{_e(e.source)}"><td class="num">{i}</td>'
+            f"<td>{_e(e.name)}{imported}</td>"
             f"<td>{_e(', '.join(r.policies) or '-')}</td><td>{_e(', '.join(r.models) or '-')}</td>"
             f'<td class="num">{_pct(r.pass_at_1)}</td>'
             + (f'<td class="num">{_pct(r.pass_at_k.get(k, 0.0))}</td>' if k != 1 else "")

@@ -74,6 +74,47 @@ class VerifierConfig(_Section):
     env: dict[str, str] = Field(default_factory=dict)
 
 
+class Timeouts(BaseModel):
+    """How a run scales or replaces the task's own timeouts, as Terminal-Bench and Harbor let a run do.
+
+    The agent's budget is the whole episode's wall-clock time after the sandbox is up (model calls and
+    commands alike); the verifier's bounds ``tests/test.sh`` (``run-tests.sh``). A global value replaces the
+    task's (Terminal-Bench ``--global-agent-timeout-sec`` / ``--global-test-timeout-sec``); otherwise the
+    task's value is scaled by its multiplier times ``multiplier`` (Terminal-Bench
+    ``--global-timeout-multiplier``, Harbor ``--timeout-multiplier``, ``--agent-timeout-multiplier``,
+    ``--verifier-timeout-multiplier``).
+
+    Example:
+        >>> Timeouts(multiplier=2.0).agent_timeout(task)          # doctest: +SKIP
+        1200.0
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    multiplier: float = Field(default=1.0, gt=0)
+    """Scales both the agent's and the verifier's timeouts."""
+    agent_multiplier: float = Field(default=1.0, gt=0)
+    """Scales the agent's timeout (times ``multiplier``)."""
+    verifier_multiplier: float = Field(default=1.0, gt=0)
+    """Scales the verifier's timeout (times ``multiplier``)."""
+    agent_sec: float | None = Field(default=None, gt=0)
+    """Replaces every task's agent timeout (no multiplier applies)."""
+    verifier_sec: float | None = Field(default=None, gt=0)
+    """Replaces every task's verifier timeout (no multiplier applies)."""
+
+    def agent_timeout(self, task: Task) -> float:
+        """The agent's wall-clock budget for ``task`` in seconds."""
+        if self.agent_sec is not None:
+            return self.agent_sec
+        return task.config.agent.timeout_sec * self.multiplier * self.agent_multiplier
+
+    def verifier_timeout(self, task: Task) -> float:
+        """The verifier's budget for ``task`` in seconds."""
+        if self.verifier_sec is not None:
+            return self.verifier_sec
+        return task.verifier_spec().timeout_sec * self.multiplier * self.verifier_multiplier
+
+
 class SolutionConfig(_Section):
     """``[solution]``: extra environment for the reference solution (``solution/solve.sh``)."""
 

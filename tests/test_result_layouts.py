@@ -1,0 +1,444 @@
+"""Task timeouts as Terminal-Bench and Harbor apply them, and run results in their layouts: written by
+`ltenv eval`, imported from their folders, on the leaderboard, compared per task."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ltenv.agents.policies import Completion, Policy
+from ltenv.evaluation import classify_failure, evaluate, leaderboard
+from ltenv.results_io import (
+    ResultsFormatError,
+    compare_runs,
+    detect_layout,
+    harbor_trial_name,
+    import_run,
+    tb_trial_name,
+    write_harbor,
+    write_layouts,
+    write_terminal_bench,
+)
+from ltenv.rollouts import rollout
+from ltenv.tasks import Timeouts, load_task
+from ltenv.trajectory import Step, Trajectory
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TB_RUN = FIXTURES / "results" / "tb-run" / "2025-09-01__12-00-00"
+HARBOR_JOB = FIXTURES / "results" / "harbor-job" / "2025-09-02__09-30-00"
+
+# The documented schemas: Terminal-Bench 1.x TrialResults / BenchmarkResults / RunMetadata and Harbor
+# TrialResult / JobResult / JobStats / AgentDatasetStats / ExceptionInfo / TimingInfo field names.
+TB_TRIAL_FIELDS = {
+    "id", "trial_name", "task_id", "instruction", "is_resolved", "failure_mode", "parser_results",
+    "recording_path", "total_input_tokens", "total_output_tokens", "trial_started_at", "trial_ended_at",
+    "agent_started_at", "agent_ended_at", "test_started_at", "test_ended_at",
+}  # fmt: skip
+TB_FAILURE_MODES = {
+    "unset", "none", "unknown", "test_timeout", "agent_timeout", "unknown_agent_error", "parse_error",
+    "fatal_llm_parse_error", "context_length_exceeded", "output_length_exceeded", "agent_installation_failed",
+}  # fmt: skip
+TB_BENCHMARK_FIELDS = {
+    "id", "results", "pass_at_k", "n_resolved", "n_unresolved", "resolved_ids", "unresolved_ids", "accuracy",
+}  # fmt: skip
+TB_METADATA_FIELDS = {
+    "run_id", "uuid", "dataset_path", "dataset_name", "dataset_version", "output_path", "agent_name",
+    "no_rebuild", "cleanup", "log_level", "task_ids", "exclude_task_ids", "n_tasks", "n_concurrent_trials",
+    "n_attempts", "dataset_size", "accuracy", "model_name", "start_time", "end_time", "commit_hash",
+    "username", "s3_bucket", "agent_kwargs", "pass_at_k",
+}  # fmt: skip
+HARBOR_TRIAL_FIELDS = {
+    "id", "task_name", "trial_name", "trial_uri", "task_id", "source", "task_checksum", "config",
+    "agent_info", "agent_result", "verifier_result", "exception_info", "started_at", "finished_at",
+    "environment_setup", "agent_setup", "agent_execution", "verifier",
+}  # fmt: skip
+HARBOR_JOB_FIELDS = {"id", "started_at", "updated_at", "finished_at", "n_total_trials", "stats"}
+HARBOR_STATS_FIELDS = {
+    "n_completed_trials", "n_errored_trials", "n_running_trials", "n_pending_trials", "n_cancelled_trials",
+    "n_retries", "evals", "n_input_tokens", "n_cache_tokens", "n_output_tokens", "cost_usd",
+}  # fmt: skip
+HARBOR_EVAL_FIELDS = {"n_trials", "n_errors", "metrics", "reward_stats", "exception_stats"}
+HARBOR_EXCEPTION_FIELDS = {"exception_type", "exception_message", "exception_traceback", "occurred_at"}
+
+
+# ---------------------------------------------------------------------------------------------- timeouts
+
+
+class Scripted(Policy):
+    """Replies with fixed commands (plain scaffold: the reply is the command); ``hang`` blocks instead."""
+
+    name = "scripted"
+    model = "none"
+
+    def __init__(self, replies: list[str] | None = None, hang: threading.Event | None = None):
+        self.replies = replies or []
+        self.hang = hang
+
+    def complete(self, messages, ctx) -> Completion:
+        if self.hang is not None:
+            self.hang.wait(60)  # a model server that never answers
+            return Completion("echo late")
+        return Completion(self.replies[min(ctx.turn, len(self.replies) - 1)])
+
+
+def _task_copy(
+    tmp_path: Path, name: str, *, agent: float, verifier: float, test_sh: str | None = None
+) -> Path:
+    dst = tmp_path / name
+    shutil.copytree(FIXTURES / "tasks" / "nop-passes", dst)
+    toml = (dst / "task.toml").read_text()
+    toml = toml.replace("[agent]\ntimeout_sec = 120", f"[agent]\ntimeout_sec = {agent}")
+    toml = toml.replace("[verifier]\ntimeout_sec = 60", f"[verifier]\ntimeout_sec = {verifier}")
+    (dst / "task.toml").write_text(toml)
+    if test_sh is not None:
+        (dst / "tests" / "test.sh").write_text(test_sh)
+    return dst
+
+
+def test_timeouts_scale_and_replace_task_values():
+    tb = load_task(FIXTURES / "tb1" / "tb-sum-numbers")
+    agent, tests = tb.config.agent.timeout_sec, tb.verifier_spec().timeout_sec
+    assert (
+        agent == tb.terminal_bench.max_agent_timeout_sec and tests == tb.terminal_bench.max_test_timeout_sec
+    )
+    assert Timeouts().agent_timeout(tb) == agent
+    assert Timeouts(multiplier=2.0, agent_multiplier=1.5).agent_timeout(tb) == pytest.approx(agent * 3)
+    assert Timeouts(multiplier=2.0).verifier_timeout(tb) == pytest.approx(tests * 2)
+    assert Timeouts(multiplier=2.0, agent_sec=7).agent_timeout(tb) == 7  # a global value wins
+    assert Timeouts(verifier_sec=9).verifier_timeout(tb) == 9
+    with pytest.raises(ValueError):
+        Timeouts(multiplier=0)
+
+
+@pytest.mark.bwrap
+@pytest.mark.docker
+def test_hung_policy_ends_at_agent_timeout_and_is_verified(tmp_path, store, bwrap_ok):
+    from ltenv.agents import run_episode
+
+    task = load_task(_task_copy(tmp_path, "hung-policy", agent=1.5, verifier=60))
+    release = threading.Event()
+    t0 = time.monotonic()
+    try:
+        traj = run_episode(task, Scripted(hang=release), scaffold="plain", image_store=store)
+    finally:
+        release.set()
+    assert traj.termination == "time_limit"
+    assert "agent timeout" in (traj.error or "")
+    assert traj.verifier_status == "ok" and traj.tests, "the tests still ran after the agent timed out"
+    assert traj.passed  # nop-passes: the untouched sandbox passes its tests
+    assert time.monotonic() - t0 < 30
+
+
+@pytest.mark.bwrap
+@pytest.mark.docker
+def test_hung_command_ends_at_global_agent_timeout(tmp_path, store, bwrap_ok):
+    from ltenv.agents import run_episode
+
+    task = load_task(_task_copy(tmp_path, "hung-command", agent=600, verifier=60))
+    t0 = time.monotonic()
+    traj = run_episode(
+        task,
+        Scripted(["sleep 300"]),
+        scaffold="plain",
+        image_store=store,
+        env_kwargs={"timeouts": {"agent_sec": 2.0}},
+    )
+    assert traj.termination == "time_limit"
+    assert traj.steps and traj.steps[0].timed_out
+    assert traj.verifier_status == "ok" and traj.tests
+    assert traj.passed and classify_failure(traj) is None  # nop-passes: the tests pass untouched
+    assert time.monotonic() - t0 < 30
+
+
+@pytest.mark.bwrap
+@pytest.mark.docker
+def test_verifier_timeout_bounds_a_hanging_test(tmp_path, store, bwrap_ok):
+    from ltenv.agents import run_episode
+
+    hang = "#!/bin/bash\nsleep 300\n"
+    task = load_task(_task_copy(tmp_path, "hung-test", agent=60, verifier=60, test_sh=hang))
+    t0 = time.monotonic()
+    traj = run_episode(
+        task,
+        Scripted(["true"]),
+        scaffold="plain",
+        max_turns=1,
+        image_store=store,
+        env_kwargs={"timeouts": {"verifier_sec": 1.5}},
+    )
+    assert time.monotonic() - t0 < 30
+    assert traj.verifier_status == "verifier_error" and not traj.passed
+    assert classify_failure(traj) == "test_timeout"
+
+
+# ---------------------------------------------------------------------------------------------- layouts
+
+
+def _episode(task, policy, *, attempt, seed, run="", **kw) -> Trajectory:
+    """Episodes with every kind of outcome, as run_episode records them (no sandbox needed here)."""
+    outcome = {
+        ("write-greeting", 0): dict(reward=1.0, passed=True, termination="submitted"),
+        ("write-greeting", 1): dict(reward=0.0, termination="submitted"),
+        ("nop-passes", 0): dict(
+            reward=1.0, passed=True, termination="time_limit", error="agent timeout: ..."
+        ),
+        ("nop-passes", 1): dict(verifier_status="verifier_error", verifier_error="task: timed out after 60s"),
+        ("oracle-fails", 0): dict(termination="context_overflow", error="context full"),
+        ("oracle-fails", 1): dict(
+            termination="sandbox_error",
+            error="the sandbox died",
+            tests=[],
+            verifier_status="verifier_error",
+            verifier_error="verification failed: the sandbox is gone",
+        ),
+    }[(task.name, attempt)]
+    return Trajectory(
+        task=task.name,
+        task_path=str(task.path),
+        attempt=attempt,
+        seed=seed,
+        run=run,
+        policy=policy.name,
+        model=policy.model,
+        scaffold="terminus",
+        domain=task.domain,
+        difficulty=task.difficulty,
+        messages=[
+            {"role": "system", "content": "be terse"},
+            {"role": "user", "content": f"Do {task.name}"},
+            {"role": "assistant", "content": "ls"},
+        ],
+        steps=[
+            Step(action="ls", observation="seed.txt\n", exit_code=0),
+            Step(action="cat seed.txt", observation="x"),
+        ],
+        tests=outcome.pop(
+            "tests",
+            [{"name": "test_outputs.py::test_a", "outcome": "passed" if outcome.get("passed") else "failed"}],
+        ),
+        usage={"prompt_tokens": 100, "completion_tokens": 10},
+        timings={"reset": 0.5, "policy": 1.0, "env": 0.2, "verifier": 0.3, "total": 2.0},
+        started_at="2026-01-01T00:00:00.000+00:00",
+        finished_at="2026-01-01T00:00:02.000+00:00",
+        **outcome,
+    )
+
+
+class Named:
+    name = "scripted"
+    model = "tiny-model"
+
+
+@pytest.fixture(scope="module")
+def our_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "ours"
+    tasks = [load_task(FIXTURES / "tasks" / n) for n in ("write-greeting", "nop-passes", "oracle-fails")]
+    rollout(Named(), tasks, out=out, k=2, jobs=2, episode_fn=_episode, cast=False)
+    (out / "casts").mkdir()
+    (out / "casts" / "write-greeting.0.cast").write_text(
+        '{"version": 2, "width": 80, "height": 24}\n[0.1, "o", "$ "]\n'
+    )
+    evaluate(out)
+    return out
+
+
+def test_terminal_bench_layout_fields(our_run):
+    root = write_terminal_bench(our_run)
+    assert root == our_run / "terminal-bench" / "ours"
+    meta = json.loads((root / "run_metadata.json").read_text())
+    assert set(meta) == TB_METADATA_FIELDS
+    assert meta["agent_name"] == "scripted" and meta["model_name"] == "tiny-model"
+    assert meta["n_attempts"] == 2 and meta["task_ids"] == ["nop-passes", "oracle-fails", "write-greeting"]
+    bench = json.loads((root / "results.json").read_text())
+    assert set(bench) == TB_BENCHMARK_FIELDS
+    assert bench["n_resolved"] == 2 and bench["accuracy"] == pytest.approx(2 / 6)
+    assert bench["pass_at_k"] == {"2": pytest.approx(2 / 3)}  # write-greeting 1/2, nop-passes 1/2 -> 1, 1, 0
+    by_trial = {r["trial_name"]: r for r in bench["results"]}
+    for r in bench["results"]:
+        assert set(r) == TB_TRIAL_FIELDS and r["failure_mode"] in TB_FAILURE_MODES
+        trial_dir = root / r["task_id"] / r["trial_name"]
+        assert json.loads((trial_dir / "results.json").read_text()) == r
+        assert (trial_dir / "commands.txt").read_text() == "ls\ncat seed.txt\n"
+        assert (trial_dir / "agent-logs" / "episode-0" / "response.txt").read_text() == "ls"
+        assert r["instruction"].startswith("Do ")
+    win = by_trial[tb_trial_name("write-greeting", 0, 2, "ours")]
+    assert win["trial_name"] == "write-greeting.1-of-2.ours"
+    assert win["is_resolved"] is True and win["failure_mode"] == "unset"
+    assert win["parser_results"] == {"test_outputs.py::test_a": "passed"}
+    assert win["recording_path"] == "write-greeting/write-greeting.1-of-2.ours/sessions/agent.cast"
+    assert (root / win["recording_path"]).read_text().startswith('{"version": 2')
+    assert win["total_input_tokens"] == 100 and win["agent_started_at"] == "2026-01-01T00:00:00.500000+00:00"
+    modes = {
+        (r["task_id"], r["trial_name"].split(".")[1]): (r["failure_mode"], r["is_resolved"])
+        for r in bench["results"]
+    }
+    assert modes[("nop-passes", "1-of-2")] == ("agent_timeout", True)  # timed out, tests still passed
+    assert modes[("nop-passes", "2-of-2")] == ("test_timeout", None)
+    assert modes[("oracle-fails", "1-of-2")] == ("context_length_exceeded", False)
+    assert modes[("oracle-fails", "2-of-2")] == ("unknown", None)
+    assert not (
+        root / "write-greeting" / "write-greeting.2-of-2.ours" / "sessions"
+    ).exists()  # no cast: no file
+    assert not any(root.glob("*/*/panes"))  # no pane captures in this project's records
+
+
+def test_harbor_layout_fields(our_run):
+    job = write_harbor(our_run)
+    assert job == our_run / "harbor" / "ours"
+    result = json.loads((job / "result.json").read_text())
+    assert set(result) == HARBOR_JOB_FIELDS and set(result["stats"]) == HARBOR_STATS_FIELDS
+    assert result["n_total_trials"] == 6
+    ((key, ev),) = result["stats"]["evals"].items()
+    assert key == "scripted__tiny-model__adhoc" and set(ev) == HARBOR_EVAL_FIELDS
+    assert ev["exception_stats"].keys() == {
+        "AgentTimeoutError",
+        "VerifierTimeoutError",
+        "ContextLengthExceededError",
+        "EnvironmentStartTimeoutError",
+    }
+    assert result["stats"]["n_errored_trials"] == 4 and result["stats"]["n_input_tokens"] == 600
+    config = json.loads((job / "config.json").read_text())
+    assert config["job_name"] == "ours" and config["n_attempts"] == 2
+    trials = {p.name: json.loads((p / "result.json").read_text()) for p in job.iterdir() if p.is_dir()}
+    assert len(trials) == 6
+    for name, t in trials.items():
+        assert set(t) == HARBOR_TRIAL_FIELDS and t["trial_name"] == name
+        assert json.loads((job / name / "config.json").read_text()) == t["config"]
+        assert t["agent_info"]["name"] == "scripted" and t["agent_info"]["model_info"]["name"] == "tiny-model"
+        if t["exception_info"] is not None:
+            assert set(t["exception_info"]) == HARBOR_EXCEPTION_FIELDS
+            assert (
+                (job / name / "exception.txt").read_text().startswith(t["exception_info"]["exception_type"])
+            )
+        rewards = (t["verifier_result"] or {}).get("rewards")
+        reward_file = job / name / "verifier" / "reward.txt"
+        assert reward_file.is_file() == (rewards is not None)
+        if rewards is not None:
+            assert float(reward_file.read_text()) == rewards["reward"]
+    win = trials[harbor_trial_name("write-greeting", "ours", 0)]
+    assert win["verifier_result"] == {"rewards": {"reward": 1.0}} and win["exception_info"] is None
+    assert (job / win["trial_name"] / "agent" / "recording.cast").is_file()
+    assert (job / win["trial_name"] / "agent" / "episode-0" / "prompt.txt").read_text().startswith("[system]")
+    timeout = trials[harbor_trial_name("nop-passes", "ours", 0)]
+    assert timeout["exception_info"]["exception_type"] == "AgentTimeoutError"
+    assert timeout["verifier_result"] == {"rewards": {"reward": 1.0}}  # verified after the timeout
+    died = trials[harbor_trial_name("oracle-fails", "ours", 1)]
+    assert died["verifier_result"] is None and died["verifier"] is None
+
+
+def test_written_layouts_read_back(our_run):
+    folders = write_layouts(our_run)
+    ours = {(t.task, t.attempt): t for t in import_run(our_run).trajectories}
+    for layout, folder in folders.items():
+        assert detect_layout(folder) == {"tb": "terminal-bench", "harbor": "harbor"}[layout]
+        back = import_run(folder)
+        assert len(back.trajectories) == 6
+        for t in back.trajectories:
+            orig = ours[(t.task, t.attempt)]
+            assert (t.passed and t.verified) == (orig.passed and orig.verified), (layout, t.task, t.attempt)
+            assert classify_failure(t) == classify_failure(orig), (layout, t.task, t.attempt)
+            assert t.usage == orig.usage and t.policy == "scripted"
+        cmp = compare_runs(our_run, folder)
+        assert not cmp.differing and len(cmp.common) == 3
+
+
+# ---------------------------------------------------------------------------------------------- import
+
+
+def test_import_terminal_bench_run():
+    run = import_run(TB_RUN)
+    assert run.layout == "terminal-bench" and run.name == "2025-09-01__12-00-00"
+    by = {(t.task, t.attempt): t for t in run.trajectories}
+    assert len(by) == 6
+    assert by[("hello-world", 0)].passed and not by[("hello-world", 1)].passed
+    assert by[("hello-world", 1)].tests == [
+        {"name": "test_hello_file_exists", "outcome": "passed"},
+        {"name": "test_hello_file_content", "outcome": "failed"},
+    ]
+    assert by[("hello-world", 0)].model == "anthropic/claude-sonnet-4-20250514"
+    assert by[("hello-world", 0)].policy == "terminus"
+    assert [s.action for s in by[("hello-world", 0)].steps] == ["ls -la", "cat README.md"]
+    assert classify_failure(by[("count-dataset-tokens", 0)]) == "agent_timeout"
+    assert classify_failure(by[("count-dataset-tokens", 1)]) == "test_timeout"
+    report = evaluate(run.trajectories, k=2, write=False)
+    assert report.pass_at_1 == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+    assert report.pass_at_k[2] == pytest.approx(2 / 3)  # as the run's own results.json says
+
+
+def test_import_harbor_job():
+    run = import_run(HARBOR_JOB)
+    assert run.layout == "harbor"
+    by: dict[str, list[Trajectory]] = {}
+    for t in run.trajectories:
+        by.setdefault(t.task, []).append(t)
+    assert [t.passed for t in by["hello-world"]] == [True, True]
+    assert sorted(t.attempt for t in by["fix-permissions"]) == [0, 1]
+    fp = {t.attempt: t for t in by["fix-permissions"]}
+    assert not fp[0].passed and fp[0].verified  # reward 0
+    assert fp[1].termination == "time_limit" and classify_failure(fp[1]) == "verifier_error"
+    assert "AgentTimeoutError" in fp[1].error
+    bc = {t.attempt: t for t in by["build-cython-ext"]}
+    assert bc[0].passed and classify_failure(bc[1]) == "verifier_error"
+    assert run.trajectories[0].model == "gpt-5" and run.trajectories[0].policy == "terminus-2"
+    assert run.trajectories[0].usage == {"prompt_tokens": 20000, "completion_tokens": 3000}
+
+
+def test_import_errors_name_file_and_field(tmp_path):
+    with pytest.raises(ResultsFormatError, match="not a results folder"):
+        import_run(tmp_path)
+    job = tmp_path / "job" / "t__abc1234"
+    job.mkdir(parents=True)
+    (job / "result.json").write_text(json.dumps({"trial_name": "t__abc1234", "task_name": 3}))
+    with pytest.raises(ResultsFormatError, match=r"t__abc1234/result.json: field 'task_name'"):
+        import_run(tmp_path / "job")
+
+
+def test_leaderboard_shows_imported_runs_beside_ours(our_run, tmp_path):
+    board = leaderboard([our_run, TB_RUN, HARBOR_JOB], out=tmp_path / "lb")
+    sources = {e.name: e.source for e in board.entries}
+    assert sources == {"ours": "ltenv", TB_RUN.name: "terminal-bench", HARBOR_JOB.name: "harbor"}
+    page = (tmp_path / "lb" / "index.html").read_text()
+    assert f'data-run="{TB_RUN.name}" data-source="terminal-bench"' in page
+    assert "(imported: harbor)" in page
+    assert 'data-task="count-dataset-tokens"' in page and 'data-task="build-cython-ext"' in page
+    assert f"| {TB_RUN.name} | terminus | anthropic/claude-sonnet-4-20250514 |" in board.markdown()
+
+
+def test_cli_import_compare_and_eval_layouts(our_run, tmp_path):
+    from ltenv.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["import", "run", str(HARBOR_JOB), "--out", str(tmp_path / "harbor-run")])
+    assert res.exit_code == 0, res.output
+    assert "6 trial(s) of 3 task(s), 3 passed" in res.output
+    assert json.loads((tmp_path / "harbor-run" / "results.json").read_text())["n_tasks"] == 3
+    res = runner.invoke(app, ["compare", str(TB_RUN), str(tmp_path / "harbor-run")])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].split() == ["task", TB_RUN.name, "harbor-run", "delta"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:-1]}
+    assert rows == {
+        "build-cython-ext": ["-", "1/2", "only", "B"],
+        "count-dataset-tokens": ["0/2", "-", "only", "A"],
+        "fix-permissions": ["2/2", "0/2", "-1.00"],
+        "hello-world": ["1/2", "2/2", "+0.50"],
+    }
+    assert lines[-1].startswith(
+        "2 task(s) in both: pass@1 2025-09-01__12-00-00 75.0%, harbor-run 50.0%; 2 differ"
+    )
+    res = runner.invoke(app, ["compare", str(TB_RUN), str(HARBOR_JOB), "--json"])
+    data = json.loads(res.output)
+    assert data["common_tasks"] == 2 and data["pass_at_1"] == {"a": 0.75, "b": 0.5}
+    res = runner.invoke(app, ["eval", "--from", str(our_run), "--layout", "tb"])
+    assert res.exit_code == 0, res.output
+    assert (our_run / "terminal-bench" / "ours" / "results.json").is_file()
+    res = runner.invoke(app, ["eval", "--from", str(our_run), "--layout", "zip"])
+    assert res.exit_code == 2 and "--layout zip" in " ".join(res.output.split())
+    res = runner.invoke(app, ["leaderboard", str(tmp_path), "--out", str(tmp_path / "lb")])
+    assert res.exit_code == 2 and "not a run folder" in " ".join(res.output.split())
