@@ -1123,7 +1123,7 @@ def _eval_cmd(from_dir: Path | None, as_json: bool, layout: str, **rollout_kwarg
     layout (OUT/terminal-bench/<run-id>/) and Harbor's (OUT/harbor/<job>/). `--from DIR` evaluates an
     existing run without rolling out."""
     from ltenv.evaluation import evaluate
-    from ltenv.results_io import LAYOUTS, write_layouts
+    from ltenv.results_io import LAYOUTS, ResultsFormatError, write_layouts
 
     layouts = [x.strip() for x in layout.split(",") if x.strip() and x.strip() != "none"]
     if bad := [x for x in layouts if x not in LAYOUTS]:
@@ -1145,7 +1145,12 @@ def _eval_cmd(from_dir: Path | None, as_json: bool, layout: str, **rollout_kwarg
     report = evaluate(run_dir, k=k)
     _print_report(report, console if as_json else out)
     (console if as_json else out).print(f"results: {run_dir / 'results.json'}", highlight=False)
-    for name, folder in write_layouts(run_dir, layouts).items():
+    try:
+        written = write_layouts(run_dir, layouts)
+    except ResultsFormatError as e:
+        console.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    for name, folder in written.items():
         label = {"tb": "Terminal-Bench run", "harbor": "Harbor job"}[name]
         (console if as_json else out).print(f"{label}: {folder}", highlight=False)
     if as_json:

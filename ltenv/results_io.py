@@ -184,7 +184,11 @@ def _load_run(run_dir: Path) -> list[Trajectory]:
     from ltenv.data import load_trajectories
     from ltenv.evaluation import _dedupe
 
-    return _ordered(_dedupe(load_trajectories(run_dir)))
+    trajs = _ordered(_dedupe(load_trajectories(run_dir)))
+    for t in trajs:  # task names become folder names in the written layouts
+        if not t.task or t.task in (".", "..") or "/" in t.task or "\0" in t.task or t.task.startswith("."):
+            raise ResultsFormatError(f"{run_dir}: task name {t.task!r} cannot be a folder name")
+    return trajs
 
 
 # ---------------------------------------------------------------------------------------------- Terminal-Bench

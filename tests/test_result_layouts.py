@@ -397,6 +397,12 @@ def test_import_errors_name_file_and_field(tmp_path):
     (job / "result.json").write_text(json.dumps({"trial_name": "t__abc1234", "task_name": 3}))
     with pytest.raises(ResultsFormatError, match=r"t__abc1234/result.json: field 'task_name'"):
         import_run(tmp_path / "job")
+    run = tmp_path / "crafted"
+    run.mkdir()
+    (run / "trajectories.jsonl").write_text(Trajectory(task="../../escape").model_dump_json() + "\n")
+    with pytest.raises(ResultsFormatError, match="cannot be a folder name"):
+        write_layouts(run)
+    assert not (tmp_path / "escape").exists()
 
 
 def test_leaderboard_shows_imported_runs_beside_ours(our_run, tmp_path):
