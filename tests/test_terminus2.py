@@ -171,10 +171,10 @@ def test_episode_edits_with_vi_interrupts_sleep_and_confirms(openai_server, stor
     reqs = openai_server.requests
     assert len(reqs) == 8
     assert "could not be used" in last_user(reqs[1])
-    assert last_user(reqs[2]).startswith(NEW_OUTPUT_HEADER)  # sleep 1000 is still running
-    assert "sleep 1000" in last_user(reqs[2])
+    # sleep 1000 still runs; the new output starts with the prompt line, as in a tmux scrollback diff
+    assert last_user(reqs[2]) == f"{NEW_OUTPUT_HEADER}{PROMPT} sleep 1000\n"
     after_cc = last_user(reqs[3])
-    assert "^C" in after_cc and "after-42" in after_cc
+    assert after_cc.startswith(f"{NEW_OUTPUT_HEADER}^C\n{PROMPT} echo after-$((6*7))\nafter-42\n"), after_cc
     in_vi = last_user(reqs[4])
     assert in_vi.startswith(SCREEN_HEADER) and in_vi.count("\n~") >= 10  # vi's screen, rendered
     cat = last_user(reqs[6])

@@ -104,28 +104,55 @@ def _complete_within(policy: Policy, messages: list[dict[str, Any]], ctx: Episod
     return box["completion"]
 
 
-def _keys_step(env: Any, keys: list[str], wait: float) -> tuple[str, bool, dict[str, Any]]:
-    """Type ``keys`` (one tmux ``send-keys`` argument each) and watch the terminal for ``wait`` seconds
-    (capped by the environment's ``command_timeout``): (what was printed, episode over, info)."""
-    wait = max(0.0, min(wait, env.command_timeout))
-    obs, _r, terminated, truncated, info = env.step(json.dumps({"keys": keys, "wait": wait}))
-    out = obs["output"] if isinstance(obs, dict) else str(obs)
-    return out, bool(terminated or truncated), info
+class _KeysTerminal:
+    """Keys mode as Terminus-2 sees it: keystrokes sent to the environment's live terminal, and what each
+    batch printed as an :class:`ActionResult`.
 
+    Terminus-2 computes its "new output" by diffing tmux's scrollback, from the start of the line the
+    cursor was on at the previous capture: the shell prompt in front of a typed command is part of it.
+    The terminal's byte stream starts after that prompt, so the first output after a capture is prefixed
+    with the cursor's row as it was then (not when a full-screen program had the alternate screen)."""
 
-def _keys_result(env: Any, keystrokes: str, out: str, info: dict[str, Any]) -> ActionResult:
-    shell = env.shell
-    return ActionResult(
-        command=keystrokes,
-        output=out,
-        duration_s=float(info.get("duration_s", info.get("wait_s", 0.0))),
-        screen=shell.screen() if shell is not None else env.render() or "",
-        alternate=bool(getattr(shell, "alternate", False)),
-    )
+    def __init__(self, env: Any):
+        self.env = env
+        self._line = ""
+        self.capture()
+
+    def capture(self) -> None:
+        """Terminus-2 read the terminal (the end of a turn): the next output starts from here."""
+        self._line = self._cursor_line()
+
+    def _cursor_line(self) -> str:
+        shell = self.env.shell
+        if shell is None or getattr(shell, "alternate", True):
+            return ""
+        y, x = shell.cursor
+        rows = shell.screen().split("\n")
+        return rows[y][:x].ljust(x) if y < len(rows) else ""
+
+    def send(self, keystrokes: str, wait: float) -> tuple[ActionResult, bool, dict[str, Any]]:
+        """Type ``keystrokes`` (one tmux ``send-keys`` argument; ``""``: nothing) and watch the terminal for
+        ``wait`` seconds (capped by the environment's ``command_timeout``): (result, episode over, info)."""
+        env = self.env
+        wait = max(0.0, min(wait, env.command_timeout))
+        keys = [keystrokes] if keystrokes else []
+        obs, _r, terminated, truncated, info = env.step(json.dumps({"keys": keys, "wait": wait}))
+        out = obs["output"] if isinstance(obs, dict) else str(obs)
+        shell = env.shell
+        result = ActionResult(
+            command=keystrokes,
+            output=self._line + out if out else "",  # the first output since the capture only
+            duration_s=float(info.get("duration_s", info.get("wait_s", 0.0))),
+            screen=shell.screen() if shell is not None else env.render() or "",
+            alternate=bool(getattr(shell, "alternate", False)),
+        )
+        if out:
+            self._line = ""
+        return result, bool(terminated or truncated), info
 
 
 def _run_keys(
-    env: Any,
+    term: _KeysTerminal,
     actions: list[Action],
     results: list[ActionResult],
     traj: Trajectory,
@@ -140,18 +167,18 @@ def _run_keys(
     for keystrokes, wait in batches or [("", 0.0)]:
         t = time.monotonic()
         try:
-            out, over, info = _keys_step(env, [keystrokes] if keystrokes else [], wait)
+            result, over, info = term.send(keystrokes, wait)
         finally:
             timings["env"] += time.monotonic() - t
         if cast is not None:
-            cast.output(out)
-        results.append(_keys_result(env, keystrokes, out, info))
+            cast.output(result.output)
+        results.append(result)
         if batches:
             traj.steps.append(
                 Step(
                     action=keystrokes,
-                    observation=out,
-                    duration_s=float(info.get("duration_s", info.get("wait_s", 0.0))),
+                    observation=result.output,
+                    duration_s=result.duration_s,
                     turn=turn,
                     duration=wait,
                     wait_s=float(info.get("wait_s", 0.0)),
@@ -162,6 +189,7 @@ def _run_keys(
             timings["env"] -= v
             timings["verifier"] += v
             return info
+    term.capture()
     return None
 
 
@@ -171,7 +199,7 @@ def _hand_off(
     messages: list[dict[str, str]],
     task: Task,
     ctx: EpisodeContext,
-    env: Any,
+    term: _KeysTerminal,
     usage: dict[str, int],
     timings: dict[str, float],
 ) -> tuple[str, list[dict[str, str]]] | None:
@@ -187,9 +215,11 @@ def _hand_off(
         request = [dict(m) for m in head + keep] + [sc.summary_request()]  # type: ignore[attr-defined]
         t = time.monotonic()
         try:
-            completion = policy.complete(request, ctx)
+            completion = _complete_within(policy, request, ctx, term.env.seconds_left)
         except ContextOverflow:
             continue
+        except _AgentTimeout:
+            return None
         except Exception:  # any other failure ends the episode as the overflow it follows
             log.exception("policy %r failed to summarize", policy)
             return None
@@ -202,10 +232,10 @@ def _hand_off(
     if summary is None or not summary.strip():
         return None
     t = time.monotonic()
-    out, _over, info = _keys_step(env, [], 0.0)
+    now, _over, _info = term.send("", 0.0)
+    term.capture()
     timings["env"] += time.monotonic() - t
-    now = [_keys_result(env, "", out, info)]
-    return summary, sc.handoff_messages(task.instruction, summary, now)  # type: ignore[attr-defined]
+    return summary, sc.handoff_messages(task.instruction, summary, [now])  # type: ignore[attr-defined]
 
 
 def run_episode(
@@ -304,6 +334,7 @@ def run_episode(
         pending_confirmation = False
         consecutive_errors = 0
         handoffs = 0
+        term = _KeysTerminal(env) if keys_mode else None
         if keys_mode:
             traj.handoffs = []  # earlier conversations, each ended by a summary (see _hand_off)
         turn = 0
@@ -329,8 +360,8 @@ def run_episode(
                 break
             except ContextOverflow as e:
                 handoff = None
-                if keys_mode and handoffs < MAX_HANDOFFS and hasattr(sc, "handoff_messages"):
-                    handoff = _hand_off(sc, policy, messages, task, ctx, env, usage, timings)
+                if term is not None and handoffs < MAX_HANDOFFS and hasattr(sc, "handoff_messages"):
+                    handoff = _hand_off(sc, policy, messages, task, ctx, term, usage, timings)
                 if handoff is None:
                     termination, traj.error = "context_overflow", str(e)
                     break
@@ -366,8 +397,8 @@ def run_episode(
                 continue
             consecutive_errors = 0
             results: list[ActionResult] = []
-            if keys_mode:
-                final = _run_keys(env, parsed.actions, results, traj, turn, timings, cast)
+            if term is not None:
+                final = _run_keys(term, parsed.actions, results, traj, turn, timings, cast)
             else:
                 for action in parsed.actions:
                     limit = (
