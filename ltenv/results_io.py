@@ -19,6 +19,7 @@ Files the project has no data for are not written: the tmux panes (``panes/``), 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -199,6 +200,24 @@ def tb_trial_name(task: str, attempt: int, n_attempts: int, run_id: str) -> str:
     return f"{task}.{attempt + 1}-of-{n_attempts}.{run_id}"
 
 
+@functools.lru_cache(maxsize=1024)
+def _task_instruction(path: str) -> str | None:
+    from ltenv.tasks import load_task
+
+    try:
+        return load_task(Path(path)).instruction
+    except Exception:  # moved or deleted since the run: the conversation still has it
+        return None
+
+
+def _instruction(t: Trajectory) -> str:
+    """The task's instruction: from its folder where it still loads, else the first user message (which
+    the scaffold may have framed)."""
+    if t.task_path and (text := _task_instruction(t.task_path)) is not None:
+        return text
+    return next((str(m["content"]) for m in t.messages if m.get("role") == "user"), "")
+
+
 def _tb_trial(t: Trajectory, trial_name: str, recording: str | None) -> dict[str, Any]:
     from ltenv.evaluation import episode_passed
 
@@ -208,7 +227,7 @@ def _tb_trial(t: Trajectory, trial_name: str, recording: str | None) -> dict[str
         "id": _stable_uuid(t.run, t.task, t.attempt, "tb"),
         "trial_name": trial_name,
         "task_id": t.task,
-        "instruction": next((str(m["content"]) for m in t.messages if m.get("role") == "user"), ""),
+        "instruction": _instruction(t),
         "is_resolved": episode_passed(t) if tested else None,
         "failure_mode": TB_FAILURE_MODES.get(mode or "", "unset"),
         "parser_results": (
@@ -626,7 +645,10 @@ def _import_tb(root: Path, name: str) -> ImportedRun:
                 usage=usage,
                 started_at=str(r.get("trial_started_at") or ""),
                 finished_at=str(r.get("trial_ended_at") or ""),
-                messages=[{"role": "user", "content": r["instruction"]}] if r.get("instruction") else [],
+                # ``task_description`` in early Terminal-Bench releases
+                messages=[{"role": "user", "content": str(text)}]
+                if (text := r.get("instruction") or r.get("task_description"))
+                else [],
                 imported_from="terminal-bench",
                 trial_name=r["trial_name"],
                 failure_mode=mode,
@@ -680,7 +702,10 @@ def _import_harbor(root: Path, name: str) -> ImportedRun:
         exc = r.get("exception_info") or None
         exc_type = exc.get("exception_type") if isinstance(exc, dict) else None
         termination, verr = _harbor_termination(exc_type)
-        rewards = (r.get("verifier_result") or {}).get("rewards")
+        verifier_result = r.get("verifier_result") or {}
+        rewards = verifier_result.get("rewards")
+        if rewards is None and isinstance(verifier_result.get("reward"), int | float):
+            rewards = {"reward": verifier_result["reward"]}  # early Harbor: one reward, no dict
         if rewards is not None and not isinstance(rewards, dict):
             raise ResultsFormatError(f"{f}: field 'verifier_result.rewards' is not an object")
         reward = None

@@ -266,7 +266,7 @@ def test_terminal_bench_layout_fields(our_run):
         assert json.loads((trial_dir / "results.json").read_text()) == r
         assert (trial_dir / "commands.txt").read_text() == "ls\ncat seed.txt\n"
         assert (trial_dir / "agent-logs" / "episode-0" / "response.txt").read_text() == "ls"
-        assert r["instruction"].startswith("Do ")
+        assert r["instruction"] == load_task(FIXTURES / "tasks" / r["task_id"]).instruction
     win = by_trial[tb_trial_name("write-greeting", 0, 2, "ours")]
     assert win["trial_name"] == "write-greeting.1-of-2.ours"
     assert win["is_resolved"] is True and win["failure_mode"] == "unset"
@@ -346,6 +346,48 @@ def test_written_layouts_read_back(our_run):
             assert t.usage == orig.usage and t.policy == "scripted"
         cmp = compare_runs(our_run, folder)
         assert not cmp.differing and len(cmp.common) == 3
+
+
+@pytest.mark.bwrap
+@pytest.mark.docker
+def test_eval_writes_both_layouts_from_a_real_run(tmp_path, store, bwrap_ok):
+    from ltenv.cli import app
+
+    out = tmp_path / "oracle"
+    args = [
+        "eval",
+        "write-greeting",
+        "oracle-fails",
+        "--tasks",
+        str(FIXTURES / "tasks"),
+        "--policy",
+        "oracle",
+    ]
+    res = CliRunner().invoke(app, [*args, "--out", str(out), "--cast", "--global-test-timeout-sec", "30"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "run.json").read_text())["config"]["env_kwargs"] == {
+        "timeouts": {"verifier_sec": 30.0}
+    }
+    tb = out / "terminal-bench" / "oracle"
+    trial = tb / "write-greeting" / "write-greeting.1-of-1.oracle"
+    result = json.loads((trial / "results.json").read_text())
+    assert result["is_resolved"] is True and result["failure_mode"] == "unset"
+    assert set(result["parser_results"].values()) == {"passed"}
+    cast = (tb / result["recording_path"]).read_text().splitlines()
+    assert json.loads(cast[0])["version"] == 2 and all(json.loads(line)[1] == "o" for line in cast[1:])
+    assert "bash <<" in (trial / "commands.txt").read_text()  # the oracle's one command
+    failed = json.loads((tb / "oracle-fails" / "oracle-fails.1-of-1.oracle" / "results.json").read_text())
+    assert failed["is_resolved"] is False and failed["failure_mode"] == "unset"
+    job = out / "harbor" / "oracle"
+    rewards = {
+        json.loads(p.read_text())["task_name"]: json.loads(p.read_text())["verifier_result"]["rewards"][
+            "reward"
+        ]
+        for p in job.glob("*/result.json")
+    }
+    assert rewards == {"write-greeting": 1.0, "oracle-fails": 0.0}
+    for folder in (tb, job):
+        assert not compare_runs(out, folder).differing
 
 
 # ---------------------------------------------------------------------------------------------- import
