@@ -347,7 +347,7 @@ def harbor_trial_name(task: str, run: str, attempt: int) -> str:
 
 
 def _harbor_trial(
-    t: Trajectory, trial: str, job_dir: Path, job_id: str, agent: dict[str, Any]
+    t: Trajectory, trial: str, job_dir: Path, job_id: str, agent: dict[str, Any], timing: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     mode = _failure_mode(t)
     times = _phase_times(t)
@@ -367,10 +367,10 @@ def _harbor_trial(
         "task": {"path": t.task_path or t.task, "git_url": None, "git_commit_id": None, "overwrite": False},
         "trial_name": trial,
         "trials_dir": str(job_dir.absolute()),
-        "timeout_multiplier": 1.0,
+        **timing["multipliers"],
         "agent": agent,
         "environment": {"type": "docker" if t.backend == "docker" else t.backend, "force_build": False},
-        "verifier": {"disable": False},
+        "verifier": timing["verifier"],
         "job_id": job_id,
     }
     result = {
@@ -429,10 +429,21 @@ def write_harbor(run_dir: str | Path, out: str | Path | None = None, *, job_name
     config = info.get("config", {})
     agent_name = next((t.policy for t in trajs if t.policy), None) or config.get("policy") or "unknown"
     model = config.get("model") or next((t.model for t in trajs if t.model), None)
+    # The run's timeout settings (ltenv.tasks.Timeouts fields) in Harbor's terms.
+    timeouts = (config.get("env_kwargs") or {}).get("timeouts") or {}
+    timing = {
+        "multipliers": {
+            "timeout_multiplier": timeouts.get("multiplier", 1.0),
+            "agent_timeout_multiplier": timeouts.get("agent_multiplier", 1.0),
+            "verifier_timeout_multiplier": timeouts.get("verifier_multiplier", 1.0),
+        },
+        "verifier": {"override_timeout_sec": timeouts.get("verifier_sec"), "disable": False},
+    }
     agent = {
         "name": agent_name,
         "import_path": None,
         "model_name": model,
+        "override_timeout_sec": timeouts.get("agent_sec"),
         "kwargs": {"scaffold": config.get("scaffold"), **(config.get("policy_config") or {})},
     }
     job_id = _stable_uuid(job_name, "harbor-job")
@@ -443,7 +454,7 @@ def write_harbor(run_dir: str | Path, out: str | Path | None = None, *, job_name
     for t in trajs:
         trial = harbor_trial_name(t.task, job_name, t.attempt)
         tdir = job_dir / trial
-        trial_config, result = _harbor_trial(t, trial, job_dir, job_id, agent)
+        trial_config, result = _harbor_trial(t, trial, job_dir, job_id, agent, timing)
         for i, (prompt, response) in enumerate(_agent_turns(t)):
             ep = tdir / "agent" / f"episode-{i}"
             ep.mkdir(parents=True, exist_ok=True)
@@ -475,10 +486,10 @@ def write_harbor(run_dir: str | Path, out: str | Path | None = None, *, job_name
             "job_name": job_name,
             "jobs_dir": str(job_dir.parent.absolute()),
             "n_attempts": n_attempts,
-            "timeout_multiplier": 1.0,
+            **timing["multipliers"],
             "orchestrator": {"type": "local", "n_concurrent_trials": int(info.get("jobs", 1) or 1)},
             "environment": {"type": next((t.backend for t in trajs), "docker"), "force_build": False},
-            "verifier": {"disable": False},
+            "verifier": timing["verifier"],
             "agents": [agent],
             "datasets": [],
             "tasks": [{"path": r.get("path")} for r in info.get("tasks", [])],

@@ -386,6 +386,8 @@ def test_eval_writes_both_layouts_from_a_real_run(tmp_path, store, bwrap_ok):
         for p in job.glob("*/result.json")
     }
     assert rewards == {"write-greeting": 1.0, "oracle-fails": 0.0}
+    job_config = json.loads((job / "config.json").read_text())
+    assert job_config["verifier"]["override_timeout_sec"] == 30.0 and job_config["timeout_multiplier"] == 1.0
     for folder in (tb, job):
         assert not compare_runs(out, folder).differing
 
