@@ -543,7 +543,9 @@ def _play_keys(env, command: list[str] | None, oracle: bool, wait: float) -> Non
             console.print(f"[red]{env.task.name}: --keys --oracle needs a solve.sh reference solution[/]")
             raise typer.Exit(2)
         # Through a child bash, as in command mode; then watch until the shell's prompt is back.
-        script = f"bash <<'__LTENV_ORACLE__'\n{solution.read_text().rstrip()}\n__LTENV_ORACLE__\n"
+        from ltenv.agents.policies import OraclePolicy
+
+        script = OraclePolicy.typed_script(solution.read_text()) + "\n"
         env.step(json.dumps({"keys": [script], "literal": True, "wait": wait}))
         deadline = time.monotonic() + env.command_timeout
         while time.monotonic() < deadline and not env.render().endswith("#"):

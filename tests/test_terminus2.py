@@ -261,3 +261,26 @@ def test_cli_play_keys_and_rollout_terminus2(openai_server, tmp_path, bwrap_ok):
         trajs[0].steps[0].action.startswith("echo hello from")
         and trajs[0].steps[0].model_extra["duration"] == 0.2
     )
+
+
+@pytest.mark.bwrap
+def test_oracle_types_the_solution_and_waits_for_the_prompt(store, bwrap_ok, tmp_path):
+    """The oracle in keys mode: solve.sh typed through a child bash, short waits until the prompt is back,
+    then completion claimed and confirmed; `ltenv play --keys --oracle` types it the same way."""
+    from ltenv.agents import make_policy
+
+    traj = run_episode(
+        FIXTURES / "write-greeting",
+        make_policy("oracle"),
+        scaffold="terminus-2",
+        backend="bwrap",
+        image_store=store,
+    )
+    assert (traj.termination, traj.reward) == ("submitted", 1.0), traj.error
+    assert traj.steps[0].action.startswith("bash <<'__LTENV_ORACLE__'\n")
+    assert traj.steps[0].model_extra["duration"] == 0.5
+    replies = [json.loads(m["content"]) for m in traj.messages if m["role"] == "assistant"]
+    assert [r["task_complete"] for r in replies][-2:] == [True, True]
+    assert sum(bool(r["commands"]) for r in replies) == 1
+    proc = run_ltenv("play", "write-greeting", "--tasks", FIXTURES, "--keys", "--oracle", "--wait", "0.3")
+    assert proc.returncode == 0 and "reward=1" in proc.stdout, proc.stdout + proc.stderr

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from concurrent.futures import Future
@@ -274,6 +275,11 @@ def _retry_after(response: Any) -> float | None:
 # -------------------------------------------------------------------------------------- scripted
 STEP_TIMEOUT = 60.0
 """Time limit the stepwise oracle asks for each command (capped by the task's agent timeout)."""
+KEYS_FIRST_WAIT = 0.5
+"""Keys mode: seconds the oracle waits after typing a command before it looks at the terminal."""
+KEYS_POLL = 2.0
+"""Keys mode: seconds the oracle waits per turn while a command is still running."""
+_AT_PROMPT = re.compile(r"[#$] ?$")  # the terminal ends with a shell prompt
 
 
 class OraclePolicy(Policy):
@@ -285,6 +291,9 @@ class OraclePolicy(Policy):
     * Otherwise ``solution/solve.sh`` (or TB ``solution.sh``) as one command, through a child bash as
       :command:`ltenv play --oracle` does. A Terminal-Bench ``solution.yaml`` (keystrokes for a live
       terminal) is not a command: PolicyError.
+    * Keys-mode scaffolds (``terminus-2``): each command is typed, then the oracle waits in short turns
+      (:data:`KEYS_FIRST_WAIT`, then :data:`KEYS_POLL` seconds) until the shell's prompt is back, and
+      declares completion after the last one (see :meth:`_keys`).
     """
 
     name = "oracle"
@@ -292,6 +301,8 @@ class OraclePolicy(Policy):
 
     def complete(self, messages: list[dict[str, Any]], ctx: EpisodeContext) -> Completion:
         scaffold = get_scaffold(ctx.scaffold)
+        if scaffold.action_mode == "keys":
+            return Completion(self._keys(scaffold, messages, ctx))
         commands = ctx.task.oracle_commands
         if commands:
             return Completion(self._stepwise(scaffold, commands, ctx))
@@ -312,6 +323,50 @@ class OraclePolicy(Policy):
             [command], complete=complete, timeout=timeout, analysis="Run the reference solution."
         )
         return Completion(text)
+
+    def _keys(self, scaffold, messages: list[dict[str, Any]], ctx: EpisodeContext) -> str:
+        """Keys mode (``terminus-2``): type each command, then wait in short turns until the shell's prompt
+        is back, as a careful agent does, instead of asking for the longest wait every time; declare
+        completion once the last command has finished, and confirm it."""
+        commands = ctx.task.oracle_commands
+        if not commands:
+            solution = ctx.task.solution_path
+            if solution is None or not solution.is_file():
+                raise PolicyError(f"{ctx.task.name} has no reference solution")
+            if solution.suffix == ".yaml":
+                raise PolicyError(f"{ctx.task.name}: the oracle is a keystroke script ({solution.name})")
+            commands = [self.typed_script(solution.read_text())]
+        sent, claimed = 0, False
+        for m in messages:
+            if m.get("role") == "assistant":
+                try:
+                    parsed = scaffold.parse(str(m.get("content", "")))
+                except ValueError:
+                    continue
+                sent += bool(parsed.actions)
+                claimed = parsed.complete
+        last = str(messages[-1].get("content", "")) if messages else ""
+        if claimed:  # the confirmation question: confirm
+            return scaffold.render_reply([], complete=True, analysis="The solution has run.")
+        if sent and not _AT_PROMPT.search(last):
+            return scaffold.render_reply([], timeout=KEYS_POLL, analysis="The command is still running.")
+        if sent >= len(commands):
+            return scaffold.render_reply([], complete=True, analysis="The solution has run.")
+        return scaffold.render_reply(
+            [commands[sent]],
+            timeout=KEYS_FIRST_WAIT,
+            analysis=f"Step {sent + 1} of {len(commands)} of the reference solution.",
+        )
+
+    @classmethod
+    def typed_script(cls, script: str) -> str:
+        """``script`` as a command line to type into an interactive shell: through a child bash and a
+        heredoc, or, when it holds tabs (readline would complete on them), decoded from base64."""
+        if "\t" not in script:
+            return f"bash <<'{cls.DELIMITER}'\n{script.rstrip()}\n{cls.DELIMITER}"
+        import base64
+
+        return f"echo {base64.b64encode(script.encode()).decode()} | base64 -d | bash"
 
     @staticmethod
     def _stepwise(scaffold, commands: list[str], ctx: EpisodeContext) -> str:
