@@ -556,9 +556,12 @@ def detect_layout(path: str | Path) -> Layout | None:
         return "ltenv" if p.suffix == ".jsonl" else None
     if (p / "trajectories.jsonl").is_file():
         return "ltenv"
-    if (p / "run_metadata.json").is_file() or any(p.glob("*/*/results.json")):
+    # Trial folders are named <task>/<task>.<i>-of-<n>.<run-id> (Terminal-Bench), <task>__<id> (Harbor).
+    if (p / "run_metadata.json").is_file() or any(
+        f.parent.name.startswith(f.parent.parent.name + ".") for f in p.glob("*/*/results.json")
+    ):
         return "terminal-bench"
-    if any(p.glob("*/result.json")):
+    if any("__" in f.parent.name for f in p.glob("*/result.json")):
         return "harbor"
     return None
 
@@ -604,7 +607,11 @@ def _import_tb(root: Path, name: str) -> ImportedRun:
             raise ResultsFormatError(f"{root / 'results.json'}: field 'results' (a list of trials) missing")
         trials = [(root / "results.json", r) for r in data["results"]]
     else:
-        trials = [(f, _read_json(f)) for f in sorted(root.glob("*/*/results.json"))]
+        trials = [
+            (f, _read_json(f))
+            for f in sorted(root.glob("*/*/results.json"))
+            if f.parent.name.startswith(f.parent.parent.name + ".")
+        ]
     agent, model = str(meta.get("agent_name") or "unknown"), meta.get("model_name")
     seen: Counter[str] = Counter()
     out = []
