@@ -20,9 +20,11 @@ Files the project has no data for are not written: the tmux panes (``panes/``), 
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -279,6 +281,11 @@ def write_terminal_bench(
         res = _tb_trial(t, trial, recording)
         _write_json(tdir / "results.json", res)
         results.append(res)
+    # A run resumed with more attempts renames its trials (<i>-of-<n>): drop the folders of an earlier write.
+    current = {r["trial_name"] for r in results}
+    for old in root.glob(f"*/*.{glob.escape(run_id)}"):
+        if old.is_dir() and old.name not in current and _attempt_of(old.name, old.parent.name) is not None:
+            shutil.rmtree(old)
     counts = {
         task: (n, sum(bool(r["is_resolved"]) for r in results if r["task_id"] == task))
         for task, n in per_task.items()

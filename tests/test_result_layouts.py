@@ -346,6 +346,10 @@ def test_written_layouts_read_back(our_run):
             assert t.usage == orig.usage and t.policy == "scripted"
         cmp = compare_runs(our_run, folder)
         assert not cmp.differing and len(cmp.common) == 3
+    stale = folders["tb"] / "nop-passes" / tb_trial_name("nop-passes", 0, 1, "ours")  # an earlier -k 1 write
+    stale.mkdir()
+    write_terminal_bench(our_run)
+    assert not stale.exists() and len(import_run(folders["tb"]).trajectories) == 6
 
 
 @pytest.mark.bwrap
