@@ -40,7 +40,7 @@ from pathlib import Path
 
 from ltenv.errors import SandboxError
 from ltenv.fdwait import wait_fds
-from ltenv.sandbox import confine, disk, janitor, kernel
+from ltenv.sandbox import confine, disk, janitor, kernel, netguard
 from ltenv.sandbox.base import (
     DEFAULT_ENV,
     ExecResult,
@@ -273,6 +273,15 @@ def _read_until_eof(fd: int, timeout: float, limit: int = 65536) -> bytes:
             break
         out += chunk
     return out
+
+
+_warned_unguarded = False
+
+
+def _warn_unguarded(why: str) -> None:
+    global _warned_unguarded
+    _warned_unguarded = True
+    log.warning("sandboxes with internet access can reach services on the host's addresses: %s", why)
 
 
 def _kill_tree(pids: list[int]) -> None:
@@ -708,11 +717,14 @@ class BwrapSandbox(Sandbox):
         user-mode networking (pasta). The host's network namespace is never shared: its loopback services
         stay out of reach."""
         assert self.dir is not None
+        why = netguard.guard()  # pasta's connections to the host's own addresses are refused
+        if why is not None and not _warned_unguarded:
+            _warn_unguarded(why)
         try:
             self._pasta = confine.start_pasta(
                 f"/proc/{self._child_pid}/ns/net",
                 self.dir / "pasta.pid",
-                userns=None if confine.confined() else f"/proc/{self._child_pid}/ns/user",
+                userns=f"/proc/{self._child_pid}/ns/user",
                 dns_forward=self._dns_forward,
             )
         except OSError as e:

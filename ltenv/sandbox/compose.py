@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ltenv.errors import SandboxError
-from ltenv.sandbox import janitor
+from ltenv.sandbox import janitor, netguard
 
 if TYPE_CHECKING:
     from ltenv.sandbox.base import SandboxSpec
@@ -147,6 +147,11 @@ class ServiceGroup:
         if not self.spec.allow_internet:
             # No address on the host's side of the bridge: nothing on the network can reach the host.
             options["com.docker.network.bridge.inhibit_ipv4"] = "true"
+        elif netguard.guard() is None:
+            # A bridge the host's firewall rules know: the internet yes, the host's own services no.
+            options["com.docker.network.bridge.name"] = netguard.bridge_name(self._key.split("-", 1)[1])
+        else:
+            log.warning("this episode's services can reach the host's services: %s", netguard.guard())
         try:
             api.create_network(
                 name,

@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 DEFAULT_SUBID = (1_000_000_000, 65536)
 """Host ids for sandboxes when ``/etc/subuid`` has no range for the driver's user: far above any login user."""
 ID_COUNT = 65536
+PASTA_GID = 1_000_065_535
+"""Host gid that ``pasta`` daemons run under (as root), so the host's firewall can refuse their connections to the
+host's own addresses (:func:`ltenv.sandbox.netguard.guard`): the top of the default sandbox range, a group no
+host process has."""
 
 # Docker's default seccomp profile (moby profiles/seccomp/default.json), the rules that apply to a process
 # with Docker's default capabilities, as data: syscalls allowed unconditionally, plus ``chroot`` (allowed with
@@ -275,8 +279,8 @@ def start_pasta(netns: str, pidfile: Path, *, userns: str | None = None, dns_for
         cmd += ["--dns-forward", DNS_FORWARD]
     if userns:
         cmd += ["--userns", userns]
-    else:  # as root: pasta isolates itself (own namespaces, no capabilities, its own seccomp filter)
-        cmd += ["--runas", "0"]
+    if os.geteuid() == 0:  # pasta isolates itself (own namespaces, no capabilities, its own seccomp filter)
+        cmd += ["--runas", f"0:{PASTA_GID}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     if proc.returncode != 0:
         raise OSError(f"pasta failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from ltenv.errors import SandboxError
 from ltenv.fdwait import wait_fds
 from ltenv.output import HeadTailBuffer
-from ltenv.sandbox import disk, janitor
+from ltenv.sandbox import disk, janitor, netguard
 from ltenv.sandbox.base import DEFAULT_ENV, ExecResult, PtyProcess, PtyRequest, Sandbox, SandboxSpec
 
 if TYPE_CHECKING:
@@ -270,7 +270,7 @@ class DockerSandbox(Sandbox):
             "memswap_limit": f"{self.spec.memory_mb}m",
             "nano_cpus": int(self.spec.cpus * 1e9),
             "pids_limit": self.spec.pids_limit,
-            "network_mode": "bridge" if self.spec.allow_internet else "none",
+            "network_mode": netguard.internet_network(self.api) if self.spec.allow_internet else "none",
             "init": True,
         }
         ctl = _local_ctl_dir()

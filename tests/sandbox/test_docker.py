@@ -60,7 +60,7 @@ def test_container_gets_the_task_limits_and_labels(make):
 def test_allow_internet_gives_a_network_interface(make):
     sb = make(allow_internet=True)
     sb.start()
-    assert _inspect(sb)["HostConfig"]["NetworkMode"] == "bridge"
+    assert _inspect(sb)["HostConfig"]["NetworkMode"] == "ltenv-internet"  # behind the host's firewall rules
     links = sb.exec(["ip", "-o", "link"]).stdout.decode()
     assert "eth0" in links
 

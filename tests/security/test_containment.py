@@ -200,11 +200,12 @@ def _check_agent_files(sb) -> None:
     assert (upper / "etc" / "passwd").stat().st_uid != 0
 
 
-@pytest.fixture
-def loopback_server():
-    """A TCP server on the host's 127.0.0.1 only; records every connection it accepts."""
+@pytest.fixture(params=["127.0.0.1", "0.0.0.0"], ids=["host-loopback", "host-all-addresses"])
+def loopback_server(request):
+    """A TCP server of the host's (on its 127.0.0.1 only, or on every address, as model servers often
+    listen); records every connection it accepts."""
     srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
+    srv.bind((request.param, 0))
     srv.listen(16)
     srv.settimeout(0.2)
     accepted: list[tuple] = []

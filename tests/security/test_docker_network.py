@@ -1,8 +1,8 @@
 """Docker sandboxes and the network (issue 15, item 3): what the agent's shell can reach, and a shell restart.
 
 * ``allow_internet = false``: no network at run time, not even the host's bridge address;
-* ``allow_internet = true``: the bridge works (a host service on all addresses answers), but host services
-  bound to the host's loopback stay out of reach, by any address the container can try;
+* ``allow_internet = true``: a route out through Docker's NAT and DNS, but no host service (bound to
+  loopback or to every address) answers at any address the container can try, nor another episode;
 * the session restarting its shell (after ``exec bash`` left it unresponsive) never takes the container down.
 
 Host services are real sockets in this process; the agent side is a real shell in a real container.
@@ -106,16 +106,29 @@ def test_no_internet_means_no_network_at_run_time(start, services):
     assert TOKEN not in out, out
 
 
-def test_internet_reaches_the_bridge_but_never_the_hosts_loopback(start, services):
-    _, sh = start(allow_internet=True)
-    gateway = _bridge_gateway()
-    # The control: the network works, a host service on every address answers through the bridge.
-    assert TOKEN in sh.run(PROBE.format(host=gateway, port=services["public"])).output
-    # The host's loopback service answers no address the container can name: its own 127.0.0.1 is its own
-    # loopback, and the host's addresses reach only services bound to them.
-    for host in ["127.0.0.1", "localhost", *_host_addresses()]:
-        out = sh.run(PROBE.format(host=host, port=services["loopback"])).output
-        assert TOKEN not in out and "rc=0" not in out, f"{host}: {out}"
+def test_internet_never_reaches_a_host_service_at_any_address(start, services):
+    """With ``allow_internet`` the container gets a route out (through Docker's NAT) and DNS, but no service
+    of the host answers it: not one bound to loopback, not one bound to every address (a model server on
+    0.0.0.0), whichever host address it tries — the bridge's gateway included."""
+    from ltenv.sandbox import netguard
+
+    sb, sh = start(allow_internet=True)
+    assert netguard.guard() is None
+    attrs = api_client().inspect_container(sb.container_id)
+    assert attrs["HostConfig"]["NetworkMode"] == netguard.INTERNET_NETWORK
+    [net] = [
+        n
+        for n in api_client().networks(names=[netguard.INTERNET_NETWORK])
+        if n["Name"] == netguard.INTERNET_NETWORK
+    ]
+    assert net["Options"]["com.docker.network.bridge.name"].startswith(netguard.BRIDGE_PREFIX)
+    assert net["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+    gateway = attrs["NetworkSettings"]["Networks"][netguard.INTERNET_NETWORK]["Gateway"]
+    assert sh.run("ip route").output.startswith(f"default via {gateway}")  # the way out is there
+    for host in ["127.0.0.1", "localhost", gateway, *_host_addresses()]:
+        for port in (services["loopback"], services["public"]):
+            out = sh.run(PROBE.format(host=host, port=port)).output
+            assert TOKEN not in out and "rc=0" not in out, f"{host}:{port}: {out}"
     # Raw packets to 127.0.0.1 sent to the bridge are dropped as martians unless route_localnet is set on it
     # (Kubernetes' kube-proxy sets it): then the host's loopback services would be exposed.
     for conf in ("all", "docker0"):
@@ -124,6 +137,19 @@ def test_internet_reaches_the_bridge_but_never_the_hosts_loopback(start, service
             assert path.read_text().strip() == "0", (
                 f"{path} is set: containers can reach host loopback services"
             )
+
+
+def test_episodes_with_internet_cannot_reach_each_other(start):
+    """Single-container episodes share one network with inter-container traffic off."""
+    a, sh_a = start(allow_internet=True)
+    _b, sh_b = start(allow_internet=True)
+    sh_a.run("(python3 -m http.server 8000 --bind 0.0.0.0 >/dev/null 2>&1 &) ; sleep 1")
+    connect = "timeout 5 bash -c 'exec 3<>/dev/tcp/{host}/8000' 2>/dev/null && echo CONNECTED; echo done"
+    assert "CONNECTED" in sh_a.run(connect.format(host="127.0.0.1")).output  # the control: it serves
+    networks = api_client().inspect_container(a.container_id)["NetworkSettings"]["Networks"]
+    [addr] = [n["IPAddress"] for n in networks.values()]
+    out = sh_b.run(connect.format(host=addr)).output
+    assert "done" in out and "CONNECTED" not in out, out
 
 
 def test_a_shell_restart_never_kills_the_container(start):
