@@ -42,6 +42,9 @@ from ltenv.sandbox.build_config import HostBuildConfig
 if TYPE_CHECKING:
     from ltenv.tasks import Task
 
+# The secret mounts a build adds to every RUN step (ltenv.sandbox.build_config), as BuildKit prints them.
+_LENT_MOUNTS = re.compile(r"--mount=type=secret,id=ltenv-[^\s]+\s+")
+
 log = logging.getLogger(__name__)
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "FTP_PROXY", "ALL_PROXY")
@@ -779,11 +782,18 @@ class ImageStore:
             except OSError as e:
                 raise ImageError(f"building {tag} from {context} failed: cannot run {cli}: {e}") from None
             if proc.returncode != 0:
-                tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
+                # The task's own steps, as its author wrote them: the secret mounts we added are left out.
+                output = _LENT_MOUNTS.sub("", proc.stdout + proc.stderr)
+                tail = "\n".join(output.splitlines()[-25:])
                 if re.search(r"buildkit not supported|session not supported", tail, re.IGNORECASE):
                     raise _EngineWithoutBuildKit(tail.strip().splitlines()[-1])
+                lines = [x.strip() for x in output.splitlines() if x.strip()]
+                why = next(
+                    (x for x in reversed(lines) if "ERROR" in x or "failed" in x), lines[-1] if lines else ""
+                )
                 raise ImageError(
-                    f"building {tag} from {context} failed (exit {proc.returncode}):\n{tail}{self._tls_hint(tail)}"
+                    f"building {tag} from {context} failed (exit {proc.returncode}): {why}\n{tail}"
+                    f"{self._tls_hint(tail)}"
                 )
             image_id = iidfile.read_text().strip() if iidfile.is_file() else ""
         img = _local_image(self.client, tag)
