@@ -79,15 +79,15 @@ def list_cmd(
     if as_json:
         print(json.dumps(rows))
         return
-    table = Table("dataset", "format", "tasks", "source", "pinned", "cached")
+    table = Table(
+        "dataset", "format", "tasks", "pinned", "cached", caption="sources: ltenv datasets info NAME"
+    )
     table.columns[0].no_wrap = True
-    table.columns[3].overflow = "fold"
     for r in rows:
         table.add_row(
             f"{r['name']}@{r['version']}",
             r["format"],
             "-" if r["tasks"] is None else str(r["tasks"]),
-            r["source"],
             "yes" if r["pinned"] else "[yellow]no[/]",
             "[green]yes[/]" if r["cached"] else "no",
         )
