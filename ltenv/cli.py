@@ -424,8 +424,8 @@ def play(
     scripted: list[str] | None = None
     solution = env.task.solution_path
     keystroke_run = None
-    if oracle and solution is not None and solution.suffix == ".yaml":
-        # A keystroke oracle (Terminal-Bench solution.yaml): typed into its own terminal in the sandbox.
+    if oracle and solution is not None and env.task.keystroke_oracle:
+        # A keystroke oracle (solution/keys.json, TB solution.yaml): typed into its own terminal in the sandbox.
         from ltenv.verify import run_oracle
 
         assert env.sandbox is not None
@@ -539,7 +539,7 @@ def _play_keys(env, command: list[str] | None, oracle: bool, wait: float) -> Non
     scripted: list[str] | None = list(command) if command else None
     if oracle:
         solution = env.task.solution_path
-        if solution is None or solution.suffix == ".yaml":
+        if solution is None or env.task.keystroke_oracle:
             console.print(f"[red]{env.task.name}: --keys --oracle needs a solve.sh reference solution[/]")
             raise typer.Exit(2)
         # Through a child bash, as in command mode; then watch until the shell's prompt is back.

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -311,10 +312,10 @@ class OraclePolicy(Policy):
         solution = ctx.task.solution_path
         if solution is None or not solution.is_file():
             raise PolicyError(f"{ctx.task.name} has no reference solution")
-        if solution.suffix == ".yaml":
+        if ctx.task.keystroke_oracle:
             raise PolicyError(
                 f"{ctx.task.name}: the oracle is a keystroke script ({solution.name}), which command mode "
-                "cannot type; use `ltenv play --oracle` or `ltenv validate`"
+                "cannot type; use the terminus-2 scaffold, `ltenv play --oracle` or `ltenv validate`"
             )
         command = f"bash <<'{self.DELIMITER}'\n{solution.read_text().rstrip()}\n{self.DELIMITER}"
         timeout = float(ctx.task.config.agent.timeout_sec)
@@ -328,12 +329,14 @@ class OraclePolicy(Policy):
         """Keys mode (``terminus-2``): type each command, then wait in short turns until the shell's prompt
         is back, as a careful agent does, instead of asking for the longest wait every time; declare
         completion once the last command has finished, and confirm it."""
+        if ctx.task.format == "harbor" and ctx.task.keystroke_oracle:
+            return self._replay(scaffold, messages, ctx)
         commands = ctx.task.oracle_commands
         if not commands:
             solution = ctx.task.solution_path
             if solution is None or not solution.is_file():
                 raise PolicyError(f"{ctx.task.name} has no reference solution")
-            if solution.suffix == ".yaml":
+            if ctx.task.keystroke_oracle:
                 raise PolicyError(f"{ctx.task.name}: the oracle is a keystroke script ({solution.name})")
             commands = [self.typed_script(solution.read_text())]
         sent, claimed = 0, False
@@ -357,6 +360,33 @@ class OraclePolicy(Policy):
             timeout=KEYS_FIRST_WAIT,
             analysis=f"Step {sent + 1} of {len(commands)} of the reference solution.",
         )
+
+    def _replay(self, scaffold, messages: list[dict[str, Any]], ctx: EpisodeContext) -> str:
+        """Keys mode, ``solution/keys.json``: one entry per turn, its keystrokes sent as written and the
+        terminal watched for its ``duration``; then claim completion and confirm it."""
+        spec = ctx.task.oracle_spec()
+        assert spec is not None and spec.kind == "keystrokes"
+        sent, claimed = 0, False
+        for m in messages:
+            if m.get("role") == "assistant":
+                try:
+                    parsed = scaffold.parse(str(m.get("content", "")))
+                except ValueError:
+                    continue
+                sent += bool(parsed.actions)
+                claimed = parsed.complete
+        if claimed or sent >= len(spec.keystrokes):
+            return scaffold.render_reply([], complete=True, analysis="The keystroke solution has been typed.")
+        entry = spec.keystrokes[sent]
+        # Written out rather than through render_reply, which ends every command with a newline: a key
+        # name (C-c, Escape) must reach the terminal as that key.
+        reply = {
+            "analysis": f"Keystrokes {sent + 1} of {len(spec.keystrokes)} of the reference solution.",
+            "plan": "",
+            "commands": [{"keystrokes": entry.command, "duration": entry.min_timeout_sec}],
+            "task_complete": False,
+        }
+        return json.dumps(reply, indent=2, ensure_ascii=False)
 
     @classmethod
     def typed_script(cls, script: str) -> str:

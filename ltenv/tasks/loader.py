@@ -13,7 +13,7 @@ from ltenv.errors import SuiteLoadError, TaskLoadError
 from ltenv.tasks.compose import load_harbor_services
 from ltenv.tasks.contain import Escape, find_escapes, refuse
 from ltenv.tasks.discovery import discover
-from ltenv.tasks.model import FOLDER_NAME_RE, OracleSpec, Task, TaskConfig, VerifierSpec
+from ltenv.tasks.model import FOLDER_NAME_RE, OracleSpec, Task, TaskConfig, TerminalCommand, VerifierSpec
 
 
 def _format_loc(loc: tuple) -> str:
@@ -96,9 +96,12 @@ def load_task(path: Path | str) -> Task:
     if not (folder / "tests" / "test.sh").is_file():
         raise TaskLoadError(folder, "tests/test.sh", None, "missing (the verifier entry point)")
     solve = folder / "solution"
-    if solve.exists() and not (solve / "solve.sh").is_file():
-        raise TaskLoadError(folder, "solution/solve.sh", None, "missing (solution/ exists without it)")
+    if solve.exists() and not (solve / "solve.sh").is_file() and not (solve / "keys.json").is_file():
+        raise TaskLoadError(
+            folder, "solution/solve.sh", None, "missing (solution/ exists without it or solution/keys.json)"
+        )
     _check_commands(folder)
+    load_keys_json(folder)
     _check_setup(folder, config)
 
     services = load_harbor_services(folder)
@@ -164,6 +167,68 @@ def _check_commands(folder: Path) -> None:
             None,
             "must be a non-empty JSON list of shell commands (strings)",
         )
+
+
+KEYS_JSON = "solution/keys.json"
+KEYS_DEFAULT_DURATION = 1.0
+"""Seconds a ``solution/keys.json`` entry without ``duration`` watches the terminal (Terminus-2's default)."""
+
+
+def load_keys_json(folder: Path) -> list[TerminalCommand] | None:
+    """``solution/keys.json``, the keystroke oracle: ``[{"keystrokes": str, "duration": seconds}, ...]`` as
+    Terminus-2 sends them, or ``None`` if the task has none.
+
+    ``keystrokes`` is one tmux ``send-keys`` argument (exactly a key name such as ``C-c``, ``Escape`` or
+    ``Enter`` is that key; anything else is typed, a newline pressing Enter); ``duration`` (default 1.0,
+    ``>= 0``) is how long the terminal is watched before the next entry. Raises
+    :class:`~ltenv.errors.TaskLoadError` naming the file and the entry's field.
+    """
+    import json
+    import math
+
+    p = folder / KEYS_JSON
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise TaskLoadError(folder, KEYS_JSON, None, f"not valid JSON ({e})") from None
+    if not isinstance(data, list) or not data:
+        raise TaskLoadError(
+            folder,
+            KEYS_JSON,
+            None,
+            'must be a non-empty JSON list of {"keystrokes": str, "duration": seconds}',
+        )
+    out = []
+    for i, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise TaskLoadError(
+                folder, KEYS_JSON, f"[{i}]", 'expected an object {"keystrokes": ..., "duration": ...}'
+            )
+        unknown = sorted(set(entry) - {"keystrokes", "duration"})
+        if unknown:
+            raise TaskLoadError(
+                folder,
+                KEYS_JSON,
+                f"[{i}].{unknown[0]}",
+                "unknown field (an entry has keystrokes and duration)",
+            )
+        keys = entry.get("keystrokes")
+        if not isinstance(keys, str) or not keys:
+            raise TaskLoadError(folder, KEYS_JSON, f"[{i}].keystrokes", "required: a non-empty string")
+        duration = entry.get("duration", KEYS_DEFAULT_DURATION)
+        if (
+            not isinstance(duration, int | float)
+            or isinstance(duration, bool)
+            or not math.isfinite(duration)
+            or duration < 0
+        ):
+            raise TaskLoadError(
+                folder, KEYS_JSON, f"[{i}].duration", f"expected seconds >= 0, got {duration!r}"
+            )
+        out.append(TerminalCommand(command=keys, min_timeout_sec=float(duration), append_enter=False))
+    return out
 
 
 @dataclass
@@ -240,7 +305,19 @@ def verifier_spec(task: Task) -> VerifierSpec:
 
 
 def oracle_spec(task: Task) -> OracleSpec:
-    """Harbor: ``solution/`` goes to ``/solution`` and ``solve.sh`` runs with ``[solution] env``."""
+    """Harbor: ``solution/keys.json`` is typed into an interactive bash on a terminal (see
+    :func:`load_keys_json`); otherwise ``solution/`` goes to ``/solution`` and ``solve.sh`` runs with
+    ``[solution] env``."""
+    keys = load_keys_json(task.path)
+    if keys is not None:
+        return OracleSpec(
+            kind="keystrokes",
+            label=KEYS_JSON,
+            timeout_sec=task.config.agent.timeout_sec,
+            env=dict(task.config.solution.env),
+            workdir=task.container_workdir,
+            keystrokes=tuple(keys),
+        )
     return OracleSpec(
         kind="script",
         label="solution/solve.sh",

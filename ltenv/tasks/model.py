@@ -187,7 +187,9 @@ class TaskConfig(_Section):
 
 
 class TerminalCommand(_Section):
-    """One entry of a Terminal-Bench ``solution.yaml``: keystrokes typed into the agent's terminal.
+    """One entry of a Terminal-Bench ``solution.yaml`` (or of a Harbor ``solution/keys.json``, read into
+    ``append_enter=False`` entries with ``min_timeout_sec`` = its ``duration``): keystrokes typed into the
+    agent's terminal.
 
     ``command`` follows tmux ``send-keys`` semantics (a key name such as ``C-c`` or ``Escape`` is that key,
     anything else is typed literally). ``append_enter`` adds Enter. ``block`` waits until the command has
@@ -353,9 +355,13 @@ class Task(BaseModel):
 
     @property
     def solution_path(self) -> Path | None:
-        """The oracle: ``solution/solve.sh``, or TB's ``solution.sh`` / ``solution.yaml``; ``None`` if absent."""
+        """The oracle: ``solution/keys.json`` (keystrokes, preferred) or ``solution/solve.sh``, or TB's
+        ``solution.sh`` / ``solution.yaml``; ``None`` if absent."""
         if self.terminal_bench is not None:
             return self.path / self.terminal_bench.solution if self.terminal_bench.solution else None
+        keys = self.solution_dir / "keys.json"
+        if keys.is_file():
+            return keys
         p = self.solution_dir / "solve.sh"
         return p if p.is_file() else None
 
@@ -364,7 +370,14 @@ class Task(BaseModel):
         """How the oracle file is named in messages."""
         if self.terminal_bench is not None:
             return self.terminal_bench.solution or "solution.sh"
-        return "solution/solve.sh"
+        return "solution/keys.json" if (self.solution_dir / "keys.json").is_file() else "solution/solve.sh"
+
+    @property
+    def keystroke_oracle(self) -> bool:
+        """Whether the oracle is keystrokes typed on a terminal (``solution/keys.json``, TB ``solution.yaml``)
+        rather than a script."""
+        p = self.solution_path
+        return p is not None and p.name in ("keys.json", "solution.yaml")
 
     @property
     def tests_dir(self) -> Path:
