@@ -132,3 +132,64 @@ def test_validate_replays_keys_json_on_a_terminal(tmp_path, store, bwrap_ok):
     )
     assert not bad.valid and bad.oracle_runs == [0.0]
     assert "test_greeting_file" in (bad.error or "")
+
+
+MENU = """import curses
+
+
+def main(scr):
+    scr.keypad(True)  # application cursor keys: arrows arrive as ESC O A / ESC O B
+    items = ["hello from nobody", "hello from somebody", "hello from " + open("/app/seed.txt").read().strip()]
+    sel = 0
+    while True:
+        for i, item in enumerate(items):
+            scr.addstr(i, 0, ("> " if i == sel else "  ") + item)
+        key = scr.getch()
+        if key == curses.KEY_DOWN:
+            sel = min(sel + 1, len(items) - 1)
+        elif key == curses.KEY_UP:
+            sel = max(sel - 1, 0)
+        elif key in (10, 13, curses.KEY_ENTER):
+            return items[sel]
+
+
+choice = curses.wrapper(main)
+open("/app/greeting.txt", "w").write(choice + "\\n")
+"""
+
+
+@pytest.mark.bwrap
+@pytest.mark.docker
+def test_replayed_arrows_follow_the_programs_cursor_key_mode(tmp_path, store, bwrap_ok):
+    """A curses program in keypad mode (DECCKM on) gets arrows as a terminal would send them then."""
+    from ltenv.sandbox import create_sandbox
+    from ltenv.verify import run_oracle, verify
+
+    folder = keys_task(
+        tmp_path,
+        [
+            {"keystrokes": "python3 /opt/menu.py\n", "duration": 1.5},
+            {"keystrokes": "Down", "duration": 0.2},
+            {"keystrokes": "Down", "duration": 0.2},
+            {"keystrokes": "Up", "duration": 0.2},
+            {"keystrokes": "Down", "duration": 0.2},
+            {"keystrokes": "Enter", "duration": 1.0},
+        ],
+    )
+    (folder / "setup" / "opt").mkdir(parents=True)
+    (folder / "setup" / "opt" / "menu.py").write_text(MENU)
+    toml = folder / "task.toml"
+    toml.write_text(toml.read_text() + 'setup_files = "setup"\n')
+    task = load_task(folder)
+    sb = create_sandbox(task, backend="bwrap", store=store, memory_mb=512, pids_limit=256)
+    sb.start()
+    try:
+        run = run_oracle(sb, task)
+        try:
+            assert run.exit_code == 0, run.text
+            result = verify(sb, task)
+        finally:
+            run.close()
+    finally:
+        sb.close()
+    assert result.reward == 1.0, (run.text[-2000:], result)

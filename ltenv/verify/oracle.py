@@ -119,6 +119,16 @@ def run_keystrokes(
     )
     run = OracleRun(exit_code=0, stdout=b"", stderr=b"", pty=pty)
     pending = bytearray()
+    # DECCKM, as the terminal would track it: full-screen programs (curses keypad mode, vim, less) turn on
+    # application cursor keys, and then an arrow key must be sent as ESC O A, not ESC [ A.
+    cursor = {"app": False, "tail": b""}
+
+    def track_modes(chunk: bytes) -> None:
+        data = cursor["tail"] + chunk
+        on, off = data.rfind(b"\x1b[?1h"), data.rfind(b"\x1b[?1l")
+        if on != off:
+            cursor["app"] = on > off
+        cursor["tail"] = data[-5:]
 
     def pump(until: bytes | None, limit: float) -> bool:
         """Drain the terminal until ``until`` appears (True) or ``limit`` passes / the shell exits (False)."""
@@ -148,6 +158,7 @@ def run_keystrokes(
                 return False
             if not chunk:
                 return False
+            track_modes(chunk)
             pending.extend(chunk)
 
     def write(data: bytes) -> None:
@@ -178,7 +189,7 @@ def run_keystrokes(
             keys = [cmd.command, "Enter"] if cmd.append_enter else [cmd.command]
             if cmd.block and _executes(keys[-1]):
                 extra, mark = marker_keys()
-                write(encode_keys(_without_execution(keys) + extra))
+                write(encode_keys(_without_execution(keys) + extra, app_cursor=cursor["app"]))
                 limit = min(deadline, time.monotonic() + cmd.max_timeout_sec)
                 if not pump(mark, limit):
                     if pty.poll() is not None:
@@ -194,7 +205,7 @@ def run_keystrokes(
                     break
             else:
                 sent = time.monotonic()
-                write(encode_keys(keys))
+                write(encode_keys(keys, app_cursor=cursor["app"]))
                 pump(None, min(deadline, sent + cmd.min_timeout_sec))
             if time.monotonic() >= deadline:
                 run.exit_code, run.timed_out = 124, True
