@@ -16,7 +16,7 @@ import time
 import pytest
 
 from ltenv.sandbox import create_sandbox
-from ltenv.terminal.keys import KeysSession, _encode_key
+from ltenv.terminal.keys import KeysSession, _encode_key, _Screen, _Stream, render_screen
 
 ROWS, COLS = 24, 80
 QUIET_S = 0.3
@@ -155,9 +155,41 @@ def test_same_screens_as_tmux(pair):
     assert p.send("less long.txt", "Enter", until="long.txt")[0] == "1"
     assert p.send("Space")[::11] == ["24", "35", "46"]
     p.send("q")
+    # Sequences pyte lacks or gets wrong, which keys mode adds (ncurses emits SU/SD, REP and CBT for
+    # TERM=xterm-256color): scroll up/down, repeat, SCO save/restore, back tab, scroll-region reset.
+    p.send("clear", "Enter")
+    seqs = r"1\n2\n3\n4\e[2S\e[1Tx\e[4b\e[s\e[8;3Hfar\e[u|\tab\e[2Zz\e[3;6r\e[r@\n"
+    screen = p.send(f"printf '{seqs}'", "Enter")
+    # (The command line wraps to two rows; ESC [2S scrolls it off; ESC [r sends "@" to the top.)
+    assert screen == ["@", "root@sandbox:~#", "2", "3", "4", "zxxxxx| ab", "", "  far"]
     # A curses program: a box with text, left with a key. Its line drawing shows as the DEC graphics
     # letters (lqqk) in both: capture-pane -p prints a cell's character without its charset, and pyte
     # ignores charset designations on a UTF-8 stream.
     p.send("clear", "Enter")
     assert "a box drawn with curses" in "\n".join(p.send("python3 /app/box.py", "Enter", until="any key"))
     assert "box.py got key: 'x'" in p.send("x", until="got key")
+
+
+@pytest.mark.parametrize(
+    ("data", "screen", "cursor"),
+    [
+        # SU / SD move the lines of the scroll region, the cursor stays.
+        (b"1\r\n2\r\n3\r\n4\x1b[2S", "3\n4\n\n", (3, 1)),
+        (b"1\r\n2\r\n3\x1b[2;4r\x1b[4;1H\x1b[T", "1\n\n2\n3", (3, 0)),
+        # REP repeats the character drawn last.
+        (b"ab\x1b[3b|", "abbbb|", (0, 6)),
+        # SCOSC / SCORC save and restore the cursor; with parameters (ESC [>1u) they are something else.
+        (b"ab\x1b[s\x1b[3;3Hx\x1b[uc\x1b[>1u", "abc\n\n  x", (0, 3)),
+        # CBT goes back to the previous tab stops, the first column at most.
+        (b"a\tb\tc\x1b[2Z|\x1b[5Z", "|       b  c", (0, 0)),
+        # Resetting the scroll region (ESC [r) homes the cursor, as DECALN does.
+        (b"\r\n\r\n  x\x1b[r", "\n\n  x", (0, 0)),
+        (b"\x1b[3;3H\x1b#8", "\n".join(["E" * 12] * 4), (0, 0)),
+    ],
+)
+def test_screen_sequences_as_tmux(data, screen, cursor):
+    """What the tmux comparison above found pyte lacking, one sequence at a time (no sandbox needed)."""
+    s = _Screen(12, 4)
+    _Stream(s).feed(data)
+    assert render_screen(s) == screen
+    assert (s.cursor.y, s.cursor.x) == cursor

@@ -306,6 +306,7 @@ class _Screen(pyte.Screen):
 
     def __init__(self, columns: int, lines: int):
         self.replies: list[str] = []
+        self._last_drawn = ""
         self._saved_main: tuple[Any, Any] | None = None
         super().__init__(columns, lines)
 
@@ -337,6 +338,72 @@ class _Screen(pyte.Screen):
             modes = tuple(m for m in modes if m not in _ALT_SCREEN_MODES)
         super().reset_mode(*modes, **kwargs)
 
+    def set_margins(self, top: int | None = None, bottom: int | None = None) -> None:
+        super().set_margins(top, bottom)
+        if not top and bottom is None:
+            # DECSTBM moves the cursor home, also when it resets the scroll region (ESC [r), as xterm and
+            # tmux do; pyte leaves the cursor where it was then.
+            self.cursor_position()
+
+    def alignment_display(self) -> None:
+        # DECALN (ESC #8) also resets the scroll region and homes the cursor, as in xterm and tmux.
+        super().alignment_display()
+        self.margins = None
+        self.cursor_position()
+
+    # Sequences pyte does not know (dispatched by _Stream); ncurses uses SU/SD (terminfo indn/rin) and
+    # CBT (cbt) with TERM=xterm-256color.
+    def scroll_up(self, count: int = 1, **kwargs: Any) -> None:
+        """SU (``ESC [n S``): the scroll region's lines move up ``count`` rows; the cursor stays."""
+        if not kwargs.get("private"):
+            self._scroll(max(1, count or 1))
+
+    def scroll_down(self, count: int = 1, *more: int, **kwargs: Any) -> None:
+        """SD (``ESC [n T``): the scroll region's lines move down ``count`` rows; the cursor stays (with
+        more parameters it is xterm's mouse-tracking request, ignored)."""
+        if not kwargs.get("private") and not more:
+            self._scroll(-max(1, count or 1))
+
+    def _scroll(self, n: int) -> None:
+        top, bottom = self.margins or pyte.screens.Margins(0, self.lines - 1)
+        rows = range(top, bottom + 1) if n > 0 else range(bottom, top - 1, -1)
+        for y in rows:
+            src = y + n
+            if top <= src <= bottom:
+                self.buffer[y] = self.buffer[src]
+            else:
+                self.buffer.pop(y, None)
+        self.dirty.update(range(self.lines))
+
+    def draw(self, data: str) -> None:
+        super().draw(data)
+        if data:
+            self._last_drawn = data[-1]
+
+    def repeat_last(self, count: int = 1, **kwargs: Any) -> None:
+        """REP (``ESC [n b``): the character drawn last, ``count`` more times (ncurses' terminfo ``rep``)."""
+        if not kwargs.get("private") and self._last_drawn:
+            self.draw(self._last_drawn * min(max(1, count or 1), self.columns * self.lines))
+
+    def save_cursor_sco(self, *params: int, **kwargs: Any) -> None:
+        """SCOSC (``ESC [s``): save the cursor, as ``ESC 7`` (not with parameters: ``ESC [>1u``...)."""
+        if not kwargs.get("private") and params in ((), (0,)):
+            self.save_cursor()
+
+    def restore_cursor_sco(self, *params: int, **kwargs: Any) -> None:
+        """SCORC (``ESC [u``): restore the cursor saved by ``ESC [s`` or ``ESC 7``."""
+        if not kwargs.get("private") and params in ((), (0,)):
+            self.restore_cursor()
+
+    def backward_tab(self, count: int = 1, **kwargs: Any) -> None:
+        """CBT (``ESC [n Z``): to the ``count``-th previous tab stop (the first column at most)."""
+        if kwargs.get("private"):
+            return
+        x = min(self.cursor.x, self.columns - 1)
+        for _ in range(max(1, count or 1)):
+            x = max((t for t in self.tabstops if t < x), default=0)
+        self.cursor.x = x
+
     def report_device_attributes(self, mode: int = 0, **kwargs: bool) -> None:
         # pyte cannot tell a secondary DA request (ESC [>c, sent by vim) from a primary one; a wrong
         # answer is worse than none, and programs go on without one.
@@ -365,6 +432,20 @@ for _name in set(pyte.Stream.csi.values()):
     _params = inspect.signature(getattr(_Screen, _name)).parameters.values()
     if not any(p.kind is p.VAR_KEYWORD or p.name == "private" for p in _params):
         setattr(_Screen, _name, _ignore_private(getattr(_Screen, _name)))
+
+
+class _Stream(pyte.ByteStream):
+    """pyte's byte stream, with the CSI sequences :class:`_Screen` adds (SU, SD, CBT, REP, SCOSC, SCORC; not CHT, which tmux ignores too)."""
+
+    csi = {
+        **pyte.ByteStream.csi,
+        "S": "scroll_up",
+        "T": "scroll_down",
+        "Z": "backward_tab",
+        "b": "repeat_last",
+        "s": "save_cursor_sco",
+        "u": "restore_cursor_sco",
+    }
 
 
 def render_screen(screen: pyte.Screen) -> str:
@@ -494,7 +575,7 @@ class KeysSession:
         # Everything below is shared with the reader thread and guarded by _cond (pyte is not thread-safe).
         self._cond = threading.Condition(threading.RLock())
         self._screen = _Screen(cols, rows)
-        self._stream = pyte.ByteStream(self._screen)
+        self._stream = _Stream(self._screen)
         self._out = HeadTailBuffer(max_output_bytes)  # printed since the last action returned
         self._replies = bytearray()  # answers to terminal queries not written yet
         self._exited = False
