@@ -25,6 +25,10 @@ def test_bundled_suite_loads_without_errors():
         assert t.has_solution, t.name
         assert not t.config.environment.allow_internet, t.name
         assert t.difficulty in ("easy", "medium", "hard"), t.name
+    # interactive tasks: a keystroke oracle (solution/keys.json), replayed on a terminal by the validation below
+    interactive = [t for t in suite.tasks if t.keystroke_oracle]
+    assert len(interactive) >= 6
+    assert all(t.oracle_spec().kind == "keystrokes" for t in interactive)
 
 
 def test_no_tests_or_solution_copied_into_images():
