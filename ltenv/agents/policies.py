@@ -294,7 +294,9 @@ class OraclePolicy(Policy):
       terminal) is not a command: PolicyError.
     * Keys-mode scaffolds (``terminus-2``): each command is typed, then the oracle waits in short turns
       (:data:`KEYS_FIRST_WAIT`, then :data:`KEYS_POLL` seconds) until the shell's prompt is back, and
-      declares completion after the last one (see :meth:`_keys`).
+      declares completion after the last one (see :meth:`_keys`). A Harbor keystroke oracle
+      (``solution/keys.json``) is replayed one entry per turn, keystrokes and duration as written (see
+      :meth:`_replay`); command mode cannot type it: PolicyError.
     """
 
     name = "oracle"

@@ -1,4 +1,5 @@
-"""The reference solution: run ``solve.sh`` / ``solution.sh``, or type ``solution.yaml``'s keystrokes."""
+"""The reference solution: run ``solve.sh`` / ``solution.sh``, or type ``solution/keys.json``'s or
+``solution.yaml``'s keystrokes."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def run_oracle(sandbox: Sandbox, task: Task, *, timeout: float | None = None) ->
 
     A script oracle (Harbor ``solution/solve.sh``, Terminal-Bench ``solution.sh``) is copied in, run with bash
     in its working directory and environment (Harbor's ``[solution] env``), and removed again. A keystroke
-    oracle (Terminal-Bench ``solution.yaml``) is typed into an interactive bash (see :func:`run_keystrokes`).
+    oracle (Harbor ``solution/keys.json``, Terminal-Bench ``solution.yaml``) is typed into an interactive bash
+    (see :func:`run_keystrokes`).
     """
     from ltenv.errors import TaskLoadError
 
