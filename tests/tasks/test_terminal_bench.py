@@ -303,6 +303,7 @@ def test_multi_service_fixture_loads_its_services():
 def test_discovery_and_suite_find_task_yaml_folders(tmp_path: Path):
     assert is_task_dir(TB1 / "tb-sum-numbers") and not is_task_dir(TB1)
     assert [p.name for p in discover(TB1)] == [
+        "TB_Sum_Repeated_Layers",
         "tb-multi-service",
         "tb-offline-mean",
         "tb-same-shell-build",
@@ -311,6 +312,7 @@ def test_discovery_and_suite_find_task_yaml_folders(tmp_path: Path):
     ]
     suite = load_suite(TB1)
     assert sorted(t.name for t in suite.tasks) == [
+        "TB_Sum_Repeated_Layers",
         "tb-multi-service",
         "tb-offline-mean",
         "tb-same-shell-build",
