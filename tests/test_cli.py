@@ -47,10 +47,14 @@ def test_validate_json_flags_invalid_tasks(store, bwrap_ok):
     proc = ltenv("validate", "--tasks", str(FIXTURES), "--json", "--jobs", "2")
     assert proc.returncode == 1, proc.stderr
     results = {r["name"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])}
-    assert set(results) == {"write-greeting", "serve-http", "nop-passes", "oracle-fails"}
+    assert set(results) == {"write-greeting", "serve-http", "nop-passes", "oracle-fails", "keys-fidelity"}
     for r in results.values():
         assert {"name", "oracle", "nop", "stable", "seconds"} <= set(r)
-    assert results["write-greeting"]["valid"] and results["serve-http"]["valid"]
+    assert (
+        results["write-greeting"]["valid"]
+        and results["serve-http"]["valid"]
+        and results["keys-fidelity"]["valid"]
+    )
     assert results["write-greeting"]["oracle_runs"] == [1.0, 1.0]
     assert results["write-greeting"]["nop_runs"] == [0.0, 0.0]
     assert not results["nop-passes"]["valid"] and "do-nothing" in results["nop-passes"]["error"]
