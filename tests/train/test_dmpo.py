@@ -219,12 +219,14 @@ def test_three_turn_loss_matches_hand_computation(tiny_model: Path, tmp_path: Pa
         dmpo_reference_loss(ratios["chosen"], ratios["rejected"], beta=0.5, gamma=0.7, phi=phi)
     )
     assert abs(expect - math.log(2)) > 1e-3
-    assert loss == pytest.approx(expect, abs=1e-5)
+    # float32 forward passes of differently padded batches: agreement to a few parts in a million, so the
+    # tolerance is relative (the loss grows with the sequences' lengths, which follow the tokenizer)
+    assert loss == pytest.approx(expect, rel=5e-5, abs=1e-5)
     # plain DPO (unweighted sums) would give a different number: the φ weighting is really applied
     plain = dmpo_reference_loss(
         ratios["chosen"], ratios["rejected"], beta=0.5, gamma=1.0 - 1e-12, phi="paper"
     )
-    assert abs(plain - expect) > 1e-4
+    assert abs(plain - expect) > 100 * 5e-5 * expect  # far outside the tolerance above
 
 
 # ------------------------------------------------------------------------------------------- masking
