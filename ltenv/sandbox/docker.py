@@ -65,14 +65,14 @@ _GO_MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1 <
 # $1: root pid; $2: "children" to spare the root. Prints how many processes it killed. The tree is stopped
 # first (a stopped process cannot fork) and walked again until nothing new shows up, then killed.
 _KILL_TREE = r"""
-root=$1 mode=$2 stopped= round=0
+root=$1 mode=$2 stopped= spared= round=0
 while [ $round -lt 8 ]; do
   round=$((round + 1)) map=
   for d in /proc/[0-9]*; do
     read -r l 2>/dev/null <"$d/stat" || continue
     r=${l##*) }; r=${r#* }; map="$map ${d#/proc/}:${r%% *}"
   done
-  todo=$root found=
+  todo=$root found= level=0
   while [ -n "$todo" ]; do
     next=
     for p in $todo; do
@@ -81,17 +81,23 @@ while [ $round -lt 8 ]; do
         case " $root $found $next " in *" ${e%%:*} "*) ;; *) next="$next ${e%%:*}" ;; esac
       done
     done
+    level=$((level + 1))
+    # a shell's own children are killed, never stopped (job control would report a stopped job)
+    if [ $level = 1 ] && [ "$mode" = children ]; then
+      for p in $next; do case " $spared " in *" $p "*) ;; *) spared="$spared $p" ;; esac; done
+    fi
     found="$found $next"; todo=$next
   done
   [ "$mode" = children ] || found="$root $found"
   new=
-  for p in $found; do case " $stopped " in *" $p "*) ;; *) new="$new $p" ;; esac; done
-  [ -n "${new# }" ] || break
-  kill -STOP $new 2>/dev/null
+  for p in $found; do case " $stopped $spared " in *" $p "*) ;; *) new="$new $p" ;; esac; done
+  [ -n "${new# }" ] || [ $round = 1 ] || break
+  [ -z "${new# }" ] || kill -STOP $new 2>/dev/null
   stopped="$stopped $new"
 done
-[ -z "${stopped# }" ] || kill -9 $stopped 2>/dev/null
-set -- $stopped; echo $#
+set -- $spared $stopped
+[ $# = 0 ] || kill -9 "$@" 2>/dev/null
+echo $#
 """
 
 # Print the exec's pid inside the container (so it can be killed on timeout), then run the program.
@@ -866,31 +872,36 @@ def _kill_tree_from_host(
     if not procs_files:
         return None
     # Stop the tree first (a stopped process cannot fork), walking it again until no new process shows up,
-    # then kill what was stopped: a process forked mid-walk cannot escape by being reparented.
+    # then kill what was stopped: a process forked mid-walk cannot escape by being reparented. With
+    # ``children_only`` (a shell's command interrupted) the shell's own children are not stopped, only killed
+    # at the end: a shell with job control would take a stopped child for a suspended job and report it.
     stopped: list[int] = []
+    spared: list[int] = []  # the root's own children, with children_only
     for round_ in range(8):
         root, children = _container_tree(procs_files, pid)
         if round_ == 0 and not children:
             return None  # nothing readable: not this host's container after all
         if root is None:
             break
+        direct = children.get(root, []) if children_only else []
         found, stack = [] if children_only else [root], [root]
         while stack:
             for c in children.get(stack.pop(), []):
                 if c not in found:
                     found.append(c)
                     stack.append(c)
-        new = [h for h in found if h not in stopped]
-        if not new:
+        spared += [h for h in direct if h not in spared]
+        new = [h for h in found if h not in stopped and h not in spared]
+        if not new and round_ > 0:
             break
         for h in new:
             with contextlib.suppress(OSError):
                 os.kill(h, signal.SIGSTOP)
         stopped += new
-    for h in stopped:
+    for h in [*spared, *stopped]:
         with contextlib.suppress(OSError):
             os.kill(h, signal.SIGKILL)
-    return len(stopped)
+    return len(spared) + len(stopped)
 
 
 def _container_tree(procs_files: list[str], pid: int) -> tuple[int | None, dict[int, list[int]]]:
