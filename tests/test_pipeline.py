@@ -53,11 +53,13 @@ def _scripted(request: dict) -> str:
 def test_bundled_suite_rollout_export_eval_leaderboard(tmp_path, store, bwrap_ok):
     # The suite as the command-mode scaffold plays it on bwrap: multi-service tasks need docker, and tasks whose
     # oracle is keystrokes (solution/keys.json) need the terminus-2 scaffold (test_interactive_tasks.py).
-    tasks = [
-        t
-        for t in load_suite(REGISTRY).tasks
-        if t.services is None and not (t.solution_dir / "keys.json").is_file()
-    ]
+    # One task per domain (CI time; every task's oracle and nop are test_registry.py's).
+    by_domain: dict[str, object] = {}
+    for t in load_suite(REGISTRY).tasks:
+        if t.services is None and not (t.solution_dir / "keys.json").is_file():
+            by_domain.setdefault(t.domain, t)
+    tasks = list(by_domain.values())
+    assert len(tasks) == 10
     names = [t.name for t in tasks]
     jobs = os.environ.get("LTENV_JOBS", "2")
     runs = {name: tmp_path / name for name in ("oracle", "nop", "scripted")}

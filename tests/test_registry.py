@@ -43,7 +43,8 @@ def bwrap_results(store, bwrap_ok):
     from ltenv.validate import validate_suite
 
     suite = load_suite(REGISTRY)
-    return validate_suite(suite.tasks, jobs=int(os.environ.get("LTENV_JOBS", "2")), store=store)
+    # Once per task (CI time): repeated runs and the stability check are test_cli.py's (validate's default).
+    return validate_suite(suite.tasks, jobs=int(os.environ.get("LTENV_JOBS", "2")), runs=1, store=store)
 
 
 def test_multi_service_tasks_are_unsupported_on_bwrap_with_the_reason():
@@ -62,7 +63,7 @@ def test_multi_service_tasks_are_unsupported_on_bwrap_with_the_reason():
 @pytest.mark.bwrap
 @pytest.mark.timeout(3000)  # on a fresh machine this builds all 30 task images first
 def test_every_bundled_task_is_valid(bwrap_results, store):
-    """`ltenv validate` on the whole suite: oracle 1.0 and nop 0.0, twice each; on bwrap, except multi-service
+    """`ltenv validate --runs 1` on the whole suite: oracle 1.0 and nop 0.0; on bwrap, except multi-service
     tasks (unsupported there, with the reason), which are validated the same way on docker."""
     from ltenv.validate import validate_suite
 
@@ -70,7 +71,9 @@ def test_every_bundled_task_is_valid(bwrap_results, store):
     assert all("needs the docker backend" in r.unsupported for r in skipped)
     multi = [t for t in load_suite(REGISTRY).tasks if t.services is not None]
     assert {r.name for r in skipped} == {t.name for t in multi}
-    docker = validate_suite(multi, backend="docker", jobs=int(os.environ.get("LTENV_JOBS", "2")), store=store)
+    docker = validate_suite(
+        multi, backend="docker", jobs=int(os.environ.get("LTENV_JOBS", "2")), runs=1, store=store
+    )
     bad = [f"{r.name}: {r.error}" for r in bwrap_results if not r.valid and not r.unsupported]
     bad += [f"{r.name} (docker): {r.error}" for r in docker if not r.valid or r.unsupported]
     assert not bad, "\n".join(bad)
