@@ -625,47 +625,21 @@ class DockerSandbox(Sandbox):
             killed = _kill_tree_from_host(host, self.container_id, pid, children_only=children_only)
             if killed is not None:
                 return killed
+        if getattr(_killing, "active", False):
+            return 0  # the kill script itself timed out (exec kills on timeout): give up rather than recurse
+        _killing.active = True
         try:
-            res = self._exec_bounded(
-                ["/bin/sh", "-c", _KILL_TREE, "sh", str(pid), "children" if children_only else "all"], 15.0
+            res = self.exec(
+                ["/bin/sh", "-c", _KILL_TREE, "sh", str(pid), "children" if children_only else "all"],
+                timeout=15.0,
+                workdir="/",
             )
         except Exception:
             return 0
-        m = re.search(rb"(\d+)\s*$", res)
-        return int(m.group(1)) if m else 0
-
-    def _exec_bounded(self, argv: list[str], timeout: float) -> bytes:
-        """Run ``argv`` in the container and return its stdout, giving up (not waiting) after ``timeout``."""
-        _, sockio, sock, buffered = self._exec_start(argv, tty=False, stdin=False, env=None, workdir="/")
-        demux = _Demux(buffered)
-        out = bytearray()
-        deadline = time.monotonic() + timeout
-        try:
-            while (wait := deadline - time.monotonic()) > 0:
-                r, _ = wait_fds([sock], [], min(wait, 0.5))
-                if not r:
-                    continue
-                try:
-                    chunk = sock.recv(1 << 16)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    break
-                demux.feed(chunk)
-                for stream, data in demux.frames():
-                    if stream == 1:
-                        out += data[: max(0, 65536 - len(out))]
-            for stream, data in demux.frames():
-                if stream == 1:
-                    out += data[: max(0, 65536 - len(out))]
         finally:
-            with contextlib.suppress(OSError):
-                sock.close()
-            with contextlib.suppress(Exception):
-                sockio.close()
-        return bytes(out)
+            _killing.active = False
+        m = re.search(rb"(\d+)\s*$", res.stdout)
+        return int(m.group(1)) if m else 0
 
     def spawn_pty(
         self,
@@ -859,6 +833,9 @@ def _cgroup_procs(pid: int) -> list[str]:
         if os.path.exists(procs) and procs not in out:
             out.append(procs)
     return out
+
+
+_killing = threading.local()  # set while this thread runs the in-container kill script
 
 
 def _kill_tree_from_host(
