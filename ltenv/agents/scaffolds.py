@@ -196,6 +196,26 @@ def _warnings_block(warnings: Iterable[str]) -> str:
     return "Note about your previous reply:\n" + "".join(f"- {w}\n" for w in items) + "\n"
 
 
+def _command(i: int, cmd: Any) -> tuple[str, float, str | None]:
+    """``commands[i]`` of a Terminus reply, checked: its keystrokes, its duration and a warning naming unknown
+    fields (``None`` when there are none)."""
+    if not isinstance(cmd, dict):
+        raise ParseError(
+            f'commands[{i}] must be an object like {{"keystrokes": "ls\\n", "duration": 0.1}}, '
+            f"got {_type_name(cmd)}"
+        )
+    if "keystrokes" not in cmd:
+        raise ParseError(f'commands[{i}] is missing required field "keystrokes"')
+    keys = cmd["keystrokes"]
+    if not isinstance(keys, str):
+        raise ParseError(f"commands[{i}].keystrokes must be a string, got {_type_name(keys)}")
+    duration = cmd.get("duration", DEFAULT_DURATION)
+    if isinstance(duration, bool) or not isinstance(duration, int | float) or duration < 0:
+        raise ParseError(f"commands[{i}].duration must be a number >= 0, got {duration!r}")
+    extra = sorted(set(cmd) - {"keystrokes", "duration"})
+    return keys, duration, f"commands[{i}]: unknown fields ignored: {', '.join(extra)}" if extra else None
+
+
 def _strip_one_newline(text: str) -> str:
     if text.endswith("\r\n"):
         return text[:-2]
@@ -239,22 +259,9 @@ class TerminusScaffold(Scaffold):
             raise ParseError(f'"commands" must be an array of objects, got {_type_name(commands)}')
         actions = []
         for i, cmd in enumerate(commands):
-            if not isinstance(cmd, dict):
-                raise ParseError(
-                    f'commands[{i}] must be an object like {{"keystrokes": "ls\\n", "duration": 0.1}}, '
-                    f"got {_type_name(cmd)}"
-                )
-            if "keystrokes" not in cmd:
-                raise ParseError(f'commands[{i}] is missing required field "keystrokes"')
-            keys = cmd["keystrokes"]
-            if not isinstance(keys, str):
-                raise ParseError(f"commands[{i}].keystrokes must be a string, got {_type_name(keys)}")
-            duration = cmd.get("duration", DEFAULT_DURATION)
-            if isinstance(duration, bool) or not isinstance(duration, int | float) or duration < 0:
-                raise ParseError(f"commands[{i}].duration must be a number >= 0, got {duration!r}")
-            extra = sorted(set(cmd) - {"keystrokes", "duration"})
-            if extra:
-                warnings.append(f"commands[{i}]: unknown fields ignored: {', '.join(extra)}")
+            keys, duration, unknown = _command(i, cmd)
+            if unknown:
+                warnings.append(unknown)
             command = _strip_one_newline(keys)
             if not command.strip():
                 warnings.append(f"commands[{i}]: empty keystrokes skipped")
@@ -618,29 +625,16 @@ class Terminus2Scaffold(Scaffold):
             raise ParseError(f'"commands" must be an array of objects, got {_type_name(commands)}')
         actions = []
         for i, cmd in enumerate(commands):
-            if not isinstance(cmd, dict):
-                raise ParseError(
-                    f'commands[{i}] must be an object like {{"keystrokes": "ls\\n", "duration": 0.1}}, '
-                    f"got {_type_name(cmd)}"
-                )
-            if "keystrokes" not in cmd:
-                raise ParseError(f'commands[{i}] is missing required field "keystrokes"')
-            keys = cmd["keystrokes"]
-            if not isinstance(keys, str):
-                raise ParseError(f"commands[{i}].keystrokes must be a string, got {_type_name(keys)}")
-            if "duration" not in cmd:
+            if isinstance(cmd, dict) and "duration" not in cmd:
                 warnings.append(f'commands[{i}]: no "duration"; waited the default {DEFAULT_DURATION:g} s')
-            duration = cmd.get("duration", DEFAULT_DURATION)
-            if isinstance(duration, bool) or not isinstance(duration, int | float) or duration < 0:
-                raise ParseError(f"commands[{i}].duration must be a number >= 0, got {duration!r}")
+            keys, duration, unknown = _command(i, cmd)
             if duration > TERMINUS2_MAX_DURATION:
                 warnings.append(
                     f"commands[{i}]: duration {duration:g} s capped at {TERMINUS2_MAX_DURATION:g} s; "
                     "to wait longer, send an empty command with another duration next turn"
                 )
-            extra = sorted(set(cmd) - {"keystrokes", "duration"})
-            if extra:
-                warnings.append(f"commands[{i}]: unknown fields ignored: {', '.join(extra)}")
+            if unknown:
+                warnings.append(unknown)
             if i + 1 < len(commands) and keys and not keys.endswith("\n") and not is_key_name(keys):
                 warnings.append(
                     f"commands[{i}] does not end with a newline but another command follows: both end "
