@@ -283,6 +283,20 @@ KEYS_POLL = 2.0
 _AT_PROMPT = re.compile(r"[#$] ?$")  # the terminal ends with a shell prompt
 
 
+def _progress(scaffold, messages: list[dict[str, Any]]) -> tuple[int, bool]:
+    """How many of its own earlier replies sent something, and whether the last one claimed completion."""
+    sent, claimed = 0, False
+    for m in messages:
+        if m.get("role") == "assistant":
+            try:
+                parsed = scaffold.parse(str(m.get("content", "")))
+            except ValueError:
+                continue
+            sent += bool(parsed.actions)
+            claimed = parsed.complete
+    return sent, claimed
+
+
 class OraclePolicy(Policy):
     """Plays the task's reference solution, then declares completion (and confirms it).
 
@@ -341,15 +355,7 @@ class OraclePolicy(Policy):
             if ctx.task.keystroke_oracle:
                 raise PolicyError(f"{ctx.task.name}: the oracle is a keystroke script ({solution.name})")
             commands = [self.typed_script(solution.read_text())]
-        sent, claimed = 0, False
-        for m in messages:
-            if m.get("role") == "assistant":
-                try:
-                    parsed = scaffold.parse(str(m.get("content", "")))
-                except ValueError:
-                    continue
-                sent += bool(parsed.actions)
-                claimed = parsed.complete
+        sent, claimed = _progress(scaffold, messages)
         last = str(messages[-1].get("content", "")) if messages else ""
         if claimed:  # the confirmation question: confirm
             return scaffold.render_reply([], complete=True, analysis="The solution has run.")
@@ -368,15 +374,7 @@ class OraclePolicy(Policy):
         terminal watched for its ``duration``; then claim completion and confirm it."""
         spec = ctx.task.oracle_spec()
         assert spec is not None and spec.kind == "keystrokes"
-        sent, claimed = 0, False
-        for m in messages:
-            if m.get("role") == "assistant":
-                try:
-                    parsed = scaffold.parse(str(m.get("content", "")))
-                except ValueError:
-                    continue
-                sent += bool(parsed.actions)
-                claimed = parsed.complete
+        sent, claimed = _progress(scaffold, messages)
         if claimed or sent >= len(spec.keystrokes):
             return scaffold.render_reply([], complete=True, analysis="The keystroke solution has been typed.")
         entry = spec.keystrokes[sent]
