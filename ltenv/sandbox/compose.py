@@ -405,8 +405,9 @@ def remove_network(api: Any, name: str) -> None:
             time.sleep(0.1)
 
 
-def gc_networks(label: str, owner_alive, *, verbose: bool = False) -> int:
-    """Remove ltenv networks whose owner is gone (or that expired); called by ``ltenv gc`` after containers."""
+def gc_networks(label: str, stale, *, verbose: bool = False) -> int:
+    """Remove ltenv networks that ``stale(labels, now)`` says may go (their owner is gone, or they expired);
+    called by ``ltenv gc`` after containers."""
     from ltenv.sandbox.docker import api_client
 
     api = api_client()
@@ -418,10 +419,7 @@ def gc_networks(label: str, owner_alive, *, verbose: bool = False) -> int:
         return 0
     for net in networks:
         labels = net.get("Labels") or {}
-        alive = owner_alive(labels.get("ltenv.owner", ""))
-        expires = labels.get("ltenv.expires", "")
-        expired = expires.isdigit() and int(expires) < now
-        if alive is True or (alive is None and not expired):
+        if not stale(labels, now):
             continue
         with contextlib.suppress(Exception):
             for c in api.containers(all=True, filters={"network": net["Id"], "label": label}):

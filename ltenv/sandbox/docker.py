@@ -932,6 +932,15 @@ def _gc_once() -> None:
     threading.Thread(target=lambda: gc_containers(quiet=True), daemon=True, name="ltenv-docker-gc").start()
 
 
+def _stale(labels: dict[str, str], now: float) -> bool:
+    """Whether the ltenv object with these labels may go: its owner process on this host is gone, or (an
+    owner on another host) its lifetime has passed."""
+    alive = _owner_alive(labels.get("ltenv.owner", ""))
+    expires = labels.get("ltenv.expires", "")
+    expired = expires.isdigit() and int(expires) < now
+    return not (alive is True or (alive is None and not expired))
+
+
 def gc_containers(*, verbose: bool = False, quiet: bool = False) -> int:
     """Remove ltenv containers (and multi-service episodes' networks) whose owner process on this host is
     gone, or whose lifetime has passed.
@@ -949,10 +958,7 @@ def gc_containers(*, verbose: bool = False, quiet: bool = False) -> int:
     now = time.time()
     for c in containers:
         labels = c.get("Labels") or {}
-        alive = _owner_alive(labels.get("ltenv.owner", ""))
-        expires = labels.get("ltenv.expires", "")
-        expired = expires.isdigit() and int(expires) < now
-        if alive is True or (alive is None and not expired):
+        if not _stale(labels, now):
             continue
         try:
             api.remove_container(c["Id"], force=True)
@@ -964,7 +970,7 @@ def gc_containers(*, verbose: bool = False, quiet: bool = False) -> int:
                 log.warning("removing container %s failed: %s", c["Id"][:12], _api_error(e))
     from ltenv.sandbox.compose import gc_networks
 
-    removed += gc_networks(LABEL, _owner_alive, verbose=verbose)  # multi-service episodes' networks
+    removed += gc_networks(LABEL, _stale, verbose=verbose)  # multi-service episodes' networks
     with contextlib.suppress(OSError):
         disk.gc_scratch(verbose)  # what the engine did not unmount (containers removed by hand, ...)
     return removed
