@@ -335,12 +335,7 @@ def load_compose_services(folder: Path, task_name: str) -> tuple[ComposeService 
         raise TaskLoadError(folder, file, base, "expected a mapping")
 
     def interp(value: Any, field: str) -> str:
-        if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise TaskLoadError(folder, file, field, "expected a string")
-        try:
-            return interpolate(str(value), variables, unresolved)
-        except ValueError as e:
-            raise TaskLoadError(folder, file, field, str(e)) from None
+        return _interp(folder, file, value, field, variables, unresolved)
 
     allowed = _SERVICE_READ | _SERVICE_IGNORED | ({"depends_on"} if graph is not None else set())
     refused = sorted(k for k in svc if k not in allowed and not str(k).startswith("x-"))
