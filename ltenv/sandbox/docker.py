@@ -776,11 +776,16 @@ _disk_verified = False
 _disk_off: list[str] = []  # why disk quotas turned out not to work with this engine, once known
 
 
+def engine_is_local() -> bool:
+    """Whether the Docker engine runs on this machine (``DOCKER_HOST`` unset or a unix socket)."""
+    host = os.environ.get("DOCKER_HOST", "")
+    return not host or host.startswith("unix://")
+
+
 def _disk_unavailable() -> str | None:
     """Why containers of this process cannot get a disk quota, or ``None``."""
-    host = os.environ.get("DOCKER_HOST", "")
-    if host and not host.startswith("unix://"):
-        return f"the Docker engine is on another machine ({host})"
+    if not engine_is_local():
+        return f"the Docker engine is on another machine ({os.environ['DOCKER_HOST']})"
     return _disk_off[0] if _disk_off else disk.unavailable()
 
 
@@ -795,8 +800,7 @@ def _local_ctl_dir():
 
     from ltenv.sandbox.bwrap import runtime_dir
 
-    host = os.environ.get("DOCKER_HOST", "")
-    if os.geteuid() != 0 or (host and not host.startswith("unix://")):
+    if os.geteuid() != 0 or not engine_is_local():
         return None
     ctl = Path(runtime_dir()) / "docker-ctl"
     with contextlib.suppress(FileExistsError):

@@ -66,11 +66,6 @@ def bridge_name(key: str) -> str:
     return (BRIDGE_PREFIX + key)[:15]
 
 
-def _engine_is_local() -> bool:
-    host = os.environ.get("DOCKER_HOST", "")
-    return not host or host.startswith("unix://")
-
-
 def _install(tool: str) -> None:
     _install_chain(tool, "INPUT", _RULES)
     _install_chain(tool, "OUTPUT", _pasta_rules())
@@ -123,7 +118,9 @@ def internet_network(api: Any) -> str:
     """The network for a single-container episode with ``allow_internet``: :data:`INTERNET_NETWORK` behind
     the host's firewall rules, or Docker's default ``bridge`` (with a warning, once) where they cannot be
     installed."""
-    why = guard() if _engine_is_local() else "the Docker engine is on another machine (DOCKER_HOST)"
+    from ltenv.sandbox.docker import engine_is_local
+
+    why = guard() if engine_is_local() else "the Docker engine is on another machine (DOCKER_HOST)"
     if why is not None:
         if not _state.get("warned"):
             _state["warned"] = True
