@@ -275,15 +275,6 @@ def _read_until_eof(fd: int, timeout: float, limit: int = 65536) -> bytes:
     return out
 
 
-_warned_unguarded = False
-
-
-def _warn_unguarded(why: str) -> None:
-    global _warned_unguarded
-    _warned_unguarded = True
-    log.warning("sandboxes with internet access can reach services on the host's addresses: %s", why)
-
-
 def _kill_tree(pids: list[int]) -> None:
     for p in reversed(pids):
         with contextlib.suppress(OSError):
@@ -718,8 +709,8 @@ class BwrapSandbox(Sandbox):
         stay out of reach."""
         assert self.dir is not None
         why = netguard.guard()  # pasta's connections to the host's own addresses are refused
-        if why is not None and not _warned_unguarded:
-            _warn_unguarded(why)
+        if why is not None:
+            netguard.warn_unguarded(why)
         try:
             self._pasta = confine.start_pasta(
                 f"/proc/{self._child_pid}/ns/net",

@@ -114,6 +114,15 @@ def _guard() -> str | None:
     return None
 
 
+def warn_unguarded(why: str) -> None:
+    """Say once per process that sandboxes with internet access can reach the host's services, and why."""
+    with _lock:
+        if _state.get("warned"):
+            return
+        _state["warned"] = True
+    log.warning("sandboxes with internet access can reach services on the host's addresses: %s", why)
+
+
 def internet_network(api: Any) -> str:
     """The network for a single-container episode with ``allow_internet``: :data:`INTERNET_NETWORK` behind
     the host's firewall rules, or Docker's default ``bridge`` (with a warning, once) where they cannot be
@@ -122,9 +131,7 @@ def internet_network(api: Any) -> str:
 
     why = guard() if engine_is_local() else "the Docker engine is on another machine (DOCKER_HOST)"
     if why is not None:
-        if not _state.get("warned"):
-            _state["warned"] = True
-            log.warning("sandboxes with internet access can reach services on the host's addresses: %s", why)
+        warn_unguarded(why)
         return "bridge"
     with _lock:
         if _state.get("network"):
