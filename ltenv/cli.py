@@ -539,17 +539,34 @@ def _play_keys(env, command: list[str] | None, oracle: bool, wait: float) -> Non
     scripted: list[str] | None = list(command) if command else None
     if oracle:
         solution = env.task.solution_path
-        if solution is None or env.task.keystroke_oracle:
-            console.print(f"[red]{env.task.name}: --keys --oracle needs a solve.sh reference solution[/]")
+        if solution is None:
+            console.print(f"[red]{env.task.name} has no reference solution[/]")
             raise typer.Exit(2)
-        # Through a child bash, as in command mode; then watch until the shell's prompt is back.
-        from ltenv.agents.policies import OraclePolicy
 
-        script = OraclePolicy.typed_script(solution.read_text()) + "\n"
-        env.step(json.dumps({"keys": [script], "literal": True, "wait": wait}))
-        deadline = time.monotonic() + env.command_timeout
-        while time.monotonic() < deadline and not env.render().endswith("#"):
-            env.step(json.dumps({"keys": [], "wait": 0.5}))
+        def until_prompt(limit: float) -> None:
+            deadline = time.monotonic() + min(limit, env.command_timeout)
+            while time.monotonic() < deadline and not env.render().rstrip().endswith(("#", "$")):
+                env.step(json.dumps({"keys": [], "wait": 0.5}))
+
+        if env.task.keystroke_oracle:
+            # Each entry as written (a key name is that key), Enter when it asks for it; a blocking entry
+            # is watched until the prompt is back, as Terminal-Bench waits on it.
+            spec = env.task.oracle_spec()
+            for entry in spec.keystrokes:
+                keys = [entry.command, *(["Enter"] if entry.append_enter else [])]
+                blocks = entry.block and (entry.append_enter or entry.command.endswith(("\n", "\r")))
+                env.step(
+                    json.dumps({"keys": keys, "wait": min(wait, 0.5) if blocks else entry.min_timeout_sec})
+                )
+                if blocks:
+                    until_prompt(entry.max_timeout_sec)
+        else:
+            # Through a child bash, as in command mode; then watch until the shell's prompt is back.
+            from ltenv.agents.policies import OraclePolicy
+
+            script = OraclePolicy.typed_script(solution.read_text()) + "\n"
+            env.step(json.dumps({"keys": [script], "literal": True, "wait": wait}))
+            until_prompt(env.command_timeout)
         out.print(env.render(), markup=False, highlight=False)
         scripted = []
     if scripted is None and sys.stdin.isatty():
@@ -660,6 +677,39 @@ def _policy_kwargs(
     return kwargs
 
 
+def _rollout_scaffold(scaffold: str | None, policy: str, selected: list) -> str:
+    """The scaffold a rollout runs: as asked, else ``terminus``; for the oracle, ``terminus-2`` when a selected
+    task's reference solution is keystrokes (only keys mode can type it), and an error when a command-mode
+    scaffold was asked for such tasks."""
+    from ltenv.agents.scaffolds import get_scaffold
+
+    if policy != "oracle":
+        return scaffold or "terminus"
+    keyed = [t.name for t in selected if t.keystroke_oracle]
+    if not keyed:
+        return scaffold or "terminus"
+    if scaffold is None:
+        console.print(
+            f"[dim]{len(keyed)} task(s) have a keystroke oracle ({escape(', '.join(keyed[:3]))}"
+            f"{', ...' if len(keyed) > 3 else ''}): the oracle runs with the terminus-2 scaffold[/]",
+            highlight=False,
+        )
+        return "terminus-2"
+    try:
+        keys_mode = get_scaffold(scaffold).action_mode == "keys"
+    except (KeyError, ValueError):
+        return scaffold  # an unknown name is reported where scaffolds are resolved
+    if not keys_mode:
+        console.print(
+            f"[red]error:[/] --scaffold {escape(scaffold)} runs whole commands, but the reference solution of "
+            f"{escape(', '.join(keyed))} is keystrokes (solution/keys.json or solution.yaml): use "
+            "--scaffold terminus-2, or leave --scaffold out",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    return scaffold
+
+
 @app.command()
 def rollout(
     names: Annotated[list[str] | None, typer.Argument(help="Task names (default: all).")] = None,
@@ -675,11 +725,12 @@ def rollout(
     k: Annotated[int, typer.Option("-k", "--attempts", help="Attempts per task.")] = 1,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Episodes run in parallel.")] = 4,
     scaffold: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Scaffold: terminus (Terminus-2 JSON, each command run to completion), terminus-2 (Terminus-2 in keys mode: raw keystrokes into a live terminal, then a wait), bash, plain (the reply is the command, for small models) or bare (plain without a system prompt, for models trained on it)."
+            help="Scaffold: terminus (the default: Terminus-2 JSON, each command run to completion), terminus-2 (Terminus-2 in keys mode: raw keystrokes into a live terminal, then a wait), bash, plain (the reply is the command, for small models) or bare (plain without a system prompt, for models trained on it). With --policy oracle the default is terminus-2 when a selected task's reference solution is keystrokes.",
+            show_default=False,
         ),
-    ] = "terminus",
+    ] = None,
     backend: Annotated[str, typer.Option(help="Sandbox backend: bwrap or docker.")] = "bwrap",
     max_turns: Annotated[int, typer.Option(help="Model turns per episode.")] = 50,
     max_parse_errors: Annotated[
@@ -772,6 +823,7 @@ def rollout(
         console.print("[red]error:[/] -k and --jobs must be at least 1")
         raise typer.Exit(2)
     _, selected = _load(tasks, names, dataset=dataset)
+    scaffold = _rollout_scaffold(scaffold, policy, selected)
     kwargs = _policy_kwargs(base_url, api_key_env, temperature, top_p, max_tokens, adapter, policy_arg)
     try:
         pol = make_policy(policy, **kwargs)

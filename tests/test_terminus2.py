@@ -284,3 +284,40 @@ def test_oracle_types_the_solution_and_waits_for_the_prompt(store, bwrap_ok, tmp
     assert sum(bool(r["commands"]) for r in replies) == 1
     proc = run_ltenv("play", "write-greeting", "--tasks", FIXTURES, "--keys", "--oracle", "--wait", "0.3")
     assert proc.returncode == 0 and "reward=1" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.bwrap
+def test_oracle_replays_a_terminal_bench_keystroke_solution_in_keys_mode(store, bwrap_ok):
+    """TB `solution.yaml` under terminus-2: each entry one turn (`append_enter` as a newline after text, an
+    Enter key after a key name such as Escape), the blocking `grep` watched until the prompt is back."""
+    from ltenv.agents import make_policy
+
+    tb1 = FIXTURES.parent / "tb1"
+    traj = run_episode(
+        tb1 / "tb-vim-edit-config", make_policy("oracle"), scaffold="terminus-2", image_store=store
+    )
+    assert (traj.termination, traj.reward) == ("submitted", 1.0), (traj.error, traj.steps)
+    sent = [s.action for s in traj.steps]
+    assert sent[:3] == ["sleep 600\n", "C-c", "vi /app/service.ini\n"], sent
+    assert ":wq\n" in sent and sent[-1] == "grep -n '^mode' /app/service.ini\n"
+    grep_at = len(traj.steps) - 1
+    assert (
+        traj.steps[grep_at].model_extra["duration"] == 0.5
+    )  # blocking: a short wait, then turns until the prompt
+    assert "mode = production" in traj.steps[grep_at].observation
+
+
+@pytest.mark.bwrap
+def test_cli_oracle_of_a_keystroke_task_picks_keys_mode_or_says_why_not(tmp_path, bwrap_ok):
+    task = "reindex-interrupt-checkpoint"  # bundled: solution/keys.json (start a job, then C-c)
+    proc = run_ltenv("rollout", task, "--policy", "oracle", "--scaffold", "terminus", "--out", tmp_path / "a")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--scaffold terminus runs whole commands" in proc.stderr and task in proc.stderr
+    assert not (tmp_path / "a" / "trajectories.jsonl").exists()
+    proc = run_ltenv("rollout", task, "--policy", "oracle", "--out", tmp_path / "b", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "the oracle runs with the terminus-2 scaffold" in proc.stderr
+    [traj] = TrajectoryStore(tmp_path / "b" / "trajectories.jsonl").read(strict=True)
+    assert (traj.scaffold, traj.reward) == ("terminus-2", 1.0) and traj.steps[1].action == "C-c"
+    proc = run_ltenv("play", task, "--keys", "--oracle")
+    assert proc.returncode == 0 and "reward=1" in proc.stdout, proc.stdout + proc.stderr

@@ -283,9 +283,10 @@ KEYS_POLL = 2.0
 _AT_PROMPT = re.compile(r"[#$] ?$")  # the terminal ends with a shell prompt
 
 
-def _progress(scaffold, messages: list[dict[str, Any]]) -> tuple[int, bool]:
-    """How many of its own earlier replies sent something, and whether the last one claimed completion."""
-    sent, claimed = 0, False
+def _progress(scaffold, messages: list[dict[str, Any]]) -> tuple[int, bool, int]:
+    """How many of its own earlier replies sent something, whether the last one claimed completion, and how
+    many replies since the last that sent something only waited."""
+    sent, claimed, waits = 0, False, 0
     for m in messages:
         if m.get("role") == "assistant":
             try:
@@ -293,8 +294,9 @@ def _progress(scaffold, messages: list[dict[str, Any]]) -> tuple[int, bool]:
             except ValueError:
                 continue
             sent += bool(parsed.actions)
+            waits = 0 if parsed.actions else waits + 1
             claimed = parsed.complete
-    return sent, claimed
+    return sent, claimed, waits
 
 
 class OraclePolicy(Policy):
@@ -308,8 +310,8 @@ class OraclePolicy(Policy):
       terminal) is not a command: PolicyError.
     * Keys-mode scaffolds (``terminus-2``): each command is typed, then the oracle waits in short turns
       (:data:`KEYS_FIRST_WAIT`, then :data:`KEYS_POLL` seconds) until the shell's prompt is back, and
-      declares completion after the last one (see :meth:`_keys`). A Harbor keystroke oracle
-      (``solution/keys.json``) is replayed one entry per turn, keystrokes and duration as written (see
+      declares completion after the last one (see :meth:`_keys`). A keystroke oracle (Harbor
+      ``solution/keys.json``, Terminal-Bench ``solution.yaml``) is replayed one entry per turn (see
       :meth:`_replay`); command mode cannot type it: PolicyError.
     """
 
@@ -345,17 +347,15 @@ class OraclePolicy(Policy):
         """Keys mode (``terminus-2``): type each command, then wait in short turns until the shell's prompt
         is back, as a careful agent does, instead of asking for the longest wait every time; declare
         completion once the last command has finished, and confirm it."""
-        if ctx.task.format == "harbor" and ctx.task.keystroke_oracle:
+        if ctx.task.keystroke_oracle:
             return self._replay(scaffold, messages, ctx)
         commands = ctx.task.oracle_commands
         if not commands:
             solution = ctx.task.solution_path
             if solution is None or not solution.is_file():
                 raise PolicyError(f"{ctx.task.name} has no reference solution")
-            if ctx.task.keystroke_oracle:
-                raise PolicyError(f"{ctx.task.name}: the oracle is a keystroke script ({solution.name})")
             commands = [self.typed_script(solution.read_text())]
-        sent, claimed = _progress(scaffold, messages)
+        sent, claimed, _ = _progress(scaffold, messages)
         last = str(messages[-1].get("content", "")) if messages else ""
         if claimed:  # the confirmation question: confirm
             return scaffold.render_reply([], complete=True, analysis="The solution has run.")
@@ -370,20 +370,55 @@ class OraclePolicy(Policy):
         )
 
     def _replay(self, scaffold, messages: list[dict[str, Any]], ctx: EpisodeContext) -> str:
-        """Keys mode, ``solution/keys.json``: one entry per turn, its keystrokes sent as written and the
-        terminal watched for its ``duration``; then claim completion and confirm it."""
+        """Keys mode, a keystroke oracle: one entry per turn, then claim completion and confirm it.
+
+        An entry's keystrokes are sent as written (``append_enter`` adds Enter: a newline after text, an
+        ``Enter`` key after a key name) and the terminal is watched for its ``min_timeout_sec`` (a
+        ``keys.json`` entry's ``duration``). A ``block`` entry that executes a line is waited on as
+        Terminal-Bench waits on it: in short turns until the shell's prompt is back, but for no longer than
+        its ``max_timeout_sec``."""
+        from ltenv.agents.scaffolds import is_key_name
+        from ltenv.verify.oracle import _executes
+
         spec = ctx.task.oracle_spec()
         assert spec is not None and spec.kind == "keystrokes"
-        sent, claimed = _progress(scaffold, messages)
-        if claimed or sent >= len(spec.keystrokes):
+        entries = spec.keystrokes
+        sent, claimed, waits = _progress(scaffold, messages)
+        if claimed:
             return scaffold.render_reply([], complete=True, analysis="The keystroke solution has been typed.")
-        entry = spec.keystrokes[sent]
+        if sent:
+            prev = entries[sent - 1]
+            keys = prev.command + ("\n" if prev.append_enter else "")
+            last = str(messages[-1].get("content", "")) if messages else ""
+            waited = KEYS_FIRST_WAIT + KEYS_POLL * waits
+            if (
+                prev.block
+                and _executes(keys)
+                and not _AT_PROMPT.search(last)
+                and waited < prev.max_timeout_sec
+            ):
+                return scaffold.render_reply(
+                    [], timeout=KEYS_POLL, analysis="The blocking entry is still running."
+                )
+        if sent >= len(entries):
+            return scaffold.render_reply([], complete=True, analysis="The keystroke solution has been typed.")
+        entry = entries[sent]
+        executes = entry.append_enter or _executes(entry.command)
+        wait = KEYS_FIRST_WAIT if entry.block and executes else entry.min_timeout_sec
+        if entry.append_enter and is_key_name(entry.command):
+            commands = [
+                {"keystrokes": entry.command, "duration": 0.0},
+                {"keystrokes": "Enter", "duration": wait},
+            ]
+        else:
+            keys = entry.command + ("\n" if entry.append_enter else "")
+            commands = [{"keystrokes": keys, "duration": wait}]
         # Written out rather than through render_reply, which ends every command with a newline: a key
         # name (C-c, Escape) must reach the terminal as that key.
         reply = {
-            "analysis": f"Keystrokes {sent + 1} of {len(spec.keystrokes)} of the reference solution.",
+            "analysis": f"Keystrokes {sent + 1} of {len(entries)} of the reference solution.",
             "plan": "",
-            "commands": [{"keystrokes": entry.command, "duration": entry.min_timeout_sec}],
+            "commands": commands,
             "task_complete": False,
         }
         return json.dumps(reply, indent=2, ensure_ascii=False)
