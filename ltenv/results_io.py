@@ -4,7 +4,7 @@ A number from ``ltenv eval`` can then stand beside one from either harness, and 
 compared line by line.
 
 - :func:`write_terminal_bench` writes ``OUT/<run-id>/``: ``run_metadata.json``, ``results.json``
-  (``BenchmarkResults``) and ``<task>/<trial>/`` per attempt with ``results.json`` (``TrialResults``),
+  (``BenchmarkResults``), ``tb.lock`` and ``<task>/<trial>/`` per attempt with ``results.json`` (``TrialResults``),
   ``commands.txt``, ``sessions/agent.cast`` (when the run recorded casts) and ``agent-logs/episode-N/``.
 - :func:`write_harbor` writes ``OUT/<job>/``: ``config.json``, ``result.json`` (``JobResult``) and
   ``<trial>/`` per attempt with ``config.json``, ``result.json`` (``TrialResult``), ``agent/`` (the
@@ -14,7 +14,12 @@ compared line by line.
 - :func:`compare_runs` lines two runs up task by task.
 
 Files the project has no data for are not written: the tmux panes (``panes/``), the raw terminal logs
-(``sessions/agent.log``, ``tests.log``) and the test script's output (``verifier/test-stdout.txt``).
+(``sessions/agent.log``, ``tests.log``), the harnesses' own logs and Harbor's ``lock.json`` files, and the test
+script's output (``verifier/test-stdout.txt``).
+
+The layouts were checked against ``terminal-bench==0.2.18`` and ``harbor==0.25.0``: their pydantic models
+parse every file written here, and their readers (``tb runs summarize``/``status``, Harbor's viewer) read the
+folders; ``tests/fixtures/results/`` holds folders their models wrote, for the import direction.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,7 +46,9 @@ HARBOR_DIR = "harbor"
 LAYOUTS: tuple[str, ...] = ("tb", "harbor")
 Layout = Literal["ltenv", "terminal-bench", "harbor"]
 
-#: Terminal-Bench ``FailureMode`` values an ltenv episode maps to (by its :func:`classify_failure`).
+#: Terminal-Bench ``FailureMode`` values an ltenv failure mode maps to (by its :func:`classify_failure`).
+#: Terminal-Bench itself never writes ``unknown`` (a harness crash there is ``unknown_agent_error``, with no
+#: trial file): ltenv keeps a sandbox error apart under that enum value.
 TB_FAILURE_MODES: dict[str, str] = {
     "agent_timeout": "agent_timeout",
     "test_timeout": "test_timeout",
@@ -53,7 +60,10 @@ TB_FAILURE_MODES: dict[str, str] = {
     "sandbox_error": "unknown",
 }
 
-#: Harbor ``exception_info.exception_type`` names an ltenv failure mode maps to.
+#: Harbor ``exception_info.exception_type`` names an ltenv failure mode maps to. All but ``OutputParseError``
+#: and ``AgentError`` are Harbor's own exception classes (``harbor.trial.errors`` and its error policy
+#: table); Harbor has no class for a run of malformed model replies or for a failing policy, so those two
+#: keep ltenv's names (Harbor's error policy files unknown names as ``unclassified``).
 HARBOR_EXCEPTIONS: dict[str, str] = {
     "agent_timeout": "AgentTimeoutError",
     "test_timeout": "VerifierTimeoutError",
@@ -64,6 +74,16 @@ HARBOR_EXCEPTIONS: dict[str, str] = {
     "policy_error": "AgentError",
     "sandbox_error": "EnvironmentStartTimeoutError",
 }
+
+#: Harbor's ``EnvironmentConfig.type`` for each ltenv backend; a backend Harbor has no type for is named by
+#: ``import_path`` instead (Harbor's way to name an environment class of another package).
+HARBOR_ENVIRONMENTS: dict[str, dict[str, str]] = {
+    "docker": {"type": "docker"},
+    "bwrap": {"import_path": "ltenv.sandbox.bwrap:BwrapSandbox"},
+}
+
+#: ShortUUID's alphabet: the 7 characters after ``__`` in a Harbor trial name are drawn from it.
+_SHORTUUID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
 class ResultsFormatError(LtenvError):
@@ -91,29 +111,41 @@ def _parse_time(text: Any) -> datetime | None:
     if not isinstance(text, str) or not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
-def _shift(start: str, seconds: float) -> str | None:
-    t = _parse_time(start)
-    return None if t is None else (t + timedelta(seconds=seconds)).isoformat()
+def _tb_time(t: datetime | None) -> str | None:
+    """Terminal-Bench's timestamps: ``datetime.now(UTC).isoformat()`` (``...+00:00``)."""
+    return None if t is None else t.astimezone(UTC).isoformat()
 
 
-def _phase_times(t: Trajectory) -> dict[str, str | None]:
+def _harbor_time(t: datetime | None) -> str | None:
+    """Harbor's timestamps: pydantic's JSON form of an aware UTC datetime (``...Z``)."""
+    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _phase_times(t: Trajectory) -> dict[str, datetime | None]:
     """Trial, agent and test start/end times from the record's start, end and phase durations."""
     timings = t.timings
-    agent_start = _shift(t.started_at, timings.get("reset", 0.0))
-    test_start = _shift(t.finished_at, -timings.get("verifier", 0.0)) if t.finished_at else None
+    start, end = _parse_time(t.started_at), _parse_time(t.finished_at)
+    agent_start = start + timedelta(seconds=timings.get("reset", 0.0)) if start else None
+    test_start = end - timedelta(seconds=timings.get("verifier", 0.0)) if end else None
     return {
-        "trial_started_at": t.started_at or None,
+        "trial_started_at": start,
         "agent_started_at": agent_start,
         "agent_ended_at": test_start,
         "test_started_at": test_start,
-        "test_ended_at": t.finished_at or None,
-        "trial_ended_at": t.finished_at or None,
+        "test_ended_at": end,
+        "trial_ended_at": end,
     }
+
+
+def _compact(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` without its None values: Harbor writes its config files with ``exclude_defaults``."""
+    return {k: v for k, v in d.items() if v is not None}
 
 
 def _stable_uuid(*parts: Any) -> str:
@@ -174,13 +206,31 @@ def _tb_ks(min_attempts: int) -> list[int]:
 
 
 def _failure_mode(t: Trajectory) -> str | None:
-    """The episode's failure mode; an agent timeout stays one when the tests then pass, as both harnesses
-    record it (the agent's time ran out, the tests still ran and decide the outcome)."""
+    """The episode's failure mode as both harnesses record it: the agent's failure first (an agent timeout
+    stays one when the tests then pass: the agent's time ran out, the tests still ran and decide the
+    outcome), then the verifier's. Running out of turns is no failure of theirs (their agents just stop)."""
     from ltenv.evaluation import classify_failure
 
     if t.termination == "time_limit" and t.verifier_status != "tampered":
         return "agent_timeout"
-    return classify_failure(t)
+    mode = classify_failure(t)
+    return None if mode == "agent_timeout" else mode
+
+
+def _tb_failure_mode(t: Trajectory) -> str:
+    """Terminal-Bench's ``failure_mode``: the agent's, then ``test_timeout`` where the agent's is unset, and
+    ``parse_error`` (no parsable test results) over either, in the order its harness sets them."""
+    from ltenv.evaluation import classify_failure
+
+    mode = _failure_mode(t)
+    if mode in ("sandbox_error", "resource_limit"):  # the tests did not run
+        return TB_FAILURE_MODES.get(mode, "unset")
+    verifier = classify_failure(t.model_copy(update={"termination": "submitted"}))
+    if verifier in ("verifier_error", "tampered"):
+        return "parse_error"
+    if mode is None or mode in ("test_timeout", "verifier_error", "tampered", "tests_failed", "shell_exited"):
+        mode = verifier
+    return TB_FAILURE_MODES.get(mode or "", "unset")
 
 
 def _load_run(run_dir: Path) -> list[Trajectory]:
@@ -223,24 +273,25 @@ def _instruction(t: Trajectory) -> str:
 def _tb_trial(t: Trajectory, trial_name: str, recording: str | None) -> dict[str, Any]:
     from ltenv.evaluation import episode_passed
 
-    mode = _failure_mode(t)
+    # Terminal-Bench sets parser_results and is_resolved together, once the test output parsed.
     tested = t.verified and t.termination not in ("sandbox_error", "resource_limit")
+    times = _phase_times(t)
     return {
         "id": _stable_uuid(t.run, t.task, t.attempt, "tb"),
         "trial_name": trial_name,
         "task_id": t.task,
         "instruction": _instruction(t),
         "is_resolved": episode_passed(t) if tested else None,
-        "failure_mode": TB_FAILURE_MODES.get(mode or "", "unset"),
+        "failure_mode": _tb_failure_mode(t),
         "parser_results": (
             {str(x.get("name")): ("passed" if x.get("outcome") == "passed" else "failed") for x in t.tests}
-            if t.tests
+            if t.tests and tested
             else None
         ),
         "recording_path": recording,
         "total_input_tokens": t.usage.get("prompt_tokens"),
         "total_output_tokens": t.usage.get("completion_tokens"),
-        **_phase_times(t),
+        **{k: _tb_time(v) for k, v in times.items()},
     }
 
 
@@ -270,7 +321,7 @@ def write_terminal_bench(
         if cast.is_file():
             (tdir / "sessions").mkdir(exist_ok=True)
             (tdir / "sessions" / "agent.cast").write_bytes(cast.read_bytes())
-            recording = f"{t.task}/{trial}/sessions/agent.cast"
+            recording = f"{run_id}/{t.task}/{trial}/sessions/agent.cast"  # from the output path, as tb
         if t.steps:
             (tdir / "commands.txt").write_text("".join(s.action.rstrip("\n") + "\n" for s in t.steps))
         for i, (prompt, response) in enumerate(_agent_turns(t)):
@@ -309,6 +360,10 @@ def write_terminal_bench(
     config = info.get("config", {})
     task_paths = [Path(r["path"]) for r in info.get("tasks", []) if r.get("path")]
     dataset = os.path.commonpath([str(p.parent) for p in task_paths]) if task_paths else None
+    agent_name = next((t.policy for t in trajs if t.policy), None) or config.get("policy") or "unknown"
+    model = config.get("model") or next((t.model for t in trajs if t.model), None)
+    agent_kwargs = {"scaffold": config.get("scaffold"), **(config.get("policy_config") or {})}
+    started = info.get("created_at") or (trajs[0].started_at if trajs else None)
     _write_json(
         root / "run_metadata.json",
         {
@@ -318,29 +373,76 @@ def write_terminal_bench(
             "dataset_name": None,
             "dataset_version": None,
             "output_path": str(root.parent.absolute()),
-            "agent_name": next((t.policy for t in trajs if t.policy), None)
-            or config.get("policy")
-            or "unknown",
+            "agent_name": agent_name,
             "no_rebuild": False,
             "cleanup": False,
             "log_level": 20,
             "task_ids": sorted(per_task),
             "exclude_task_ids": None,
-            "n_tasks": len(per_task),
+            "n_tasks": None,  # tb run's --n-tasks: None when the tasks are named (task_ids)
             "n_concurrent_trials": int(info.get("jobs", 1) or 1),
             "n_attempts": n_attempts,
             "dataset_size": len(per_task),
             "accuracy": accuracy,
-            "model_name": config.get("model") or next((t.model for t in trajs if t.model), None),
-            "start_time": info.get("created_at") or (trajs[0].started_at if trajs else None),
-            "end_time": info.get("finished_at") or (trajs[-1].finished_at if trajs else None),
+            "model_name": model,
+            "start_time": _tb_time(_parse_time(started)),
+            "end_time": _tb_time(
+                _parse_time(info.get("finished_at") or (trajs[-1].finished_at if trajs else None))
+            ),
             "commit_hash": "unknown",
             "username": "unknown",
             "s3_bucket": None,
-            "agent_kwargs": {"scaffold": config.get("scaffold"), **(config.get("policy_config") or {})},
+            "agent_kwargs": agent_kwargs,
             "pass_at_k": {str(k): v for k, v in pass_k.items()},
+            "resumed_at": None,
         },
     )
+    if dataset is not None:  # tb.lock names a dataset by its folder (or registry name), never by neither
+        timeouts = (config.get("env_kwargs") or {}).get("timeouts") or {}
+        _write_json(
+            root / "tb.lock",
+            {
+                "lockfile_version": "1.0",
+                "created_at": _tb_time(_parse_time(started)),
+                "invocation": {"command": "ltenv", "args": ["eval", "--from", str(run_dir.absolute())]},
+                "harness": {
+                    "package": "ltenv",
+                    "version": next((t.versions.get("ltenv") for t in trajs if t.versions), None)
+                    or "unknown",
+                    "is_editable_installation": False,
+                },
+                "agent": {
+                    "name": agent_name,
+                    "import_path": "ltenv.agents.policies:make_policy",
+                    "model_name": model,
+                    "extra_kwargs": {"spec": config.get("policy"), **agent_kwargs},
+                },
+                "run_config": {
+                    "log_level": "info",
+                    "livestream": False,
+                    "n_concurrent_trials": int(info.get("jobs", 1) or 1),
+                    "n_attempts": n_attempts,
+                    "no_rebuild": False,
+                    "cleanup": False,
+                    "global_timeout_multiplier": float(timeouts.get("multiplier", 1.0)),
+                    "global_agent_timeout_sec": timeouts.get("agent_sec"),
+                    "global_test_timeout_sec": timeouts.get("verifier_sec"),
+                },
+                "dataset": {
+                    "name": None,
+                    "version": None,
+                    "local_path": dataset,
+                    "task_ids": sorted(per_task),
+                    "registry_url": None,
+                    "local_registry_path": None,
+                },
+                "local_config": {
+                    "output_path": str(root.parent.absolute()),
+                    "run_id": run_id,
+                    "upload_results": False,
+                },
+            },
+        )
     return root
 
 
@@ -348,36 +450,52 @@ def write_terminal_bench(
 
 
 def harbor_trial_name(task: str, run: str, attempt: int) -> str:
-    """A Harbor trial folder name, ``<task[:32]>__<7 characters>``, stable for (run, task, attempt)."""
-    suffix = hashlib.sha256(f"{run}\0{task}\0{attempt}".encode()).hexdigest()[:7]
-    return f"{task[:32]}__{suffix}"
+    """A Harbor trial folder name, ``<task[:32] less trailing _ and ->__<7 ShortUUID characters>``, as
+    Harbor's ``TrialConfig.generate_trial_name`` makes them, but stable for (run, task, attempt)."""
+    n = int.from_bytes(hashlib.sha256(f"{run}\0{task}\0{attempt}".encode()).digest()[:8], "big")
+    suffix = ""
+    for _ in range(7):
+        n, i = divmod(n, len(_SHORTUUID_ALPHABET))
+        suffix += _SHORTUUID_ALPHABET[i]
+    return f"{task[:32].rstrip('_-')}__{suffix}"
+
+
+def _harbor_model_info(model: str | None) -> dict[str, Any] | None:
+    """Harbor's ``ModelInfo``: LiteLLM's ``provider/model`` split in two (a bare name has no provider)."""
+    if not model:
+        return None
+    provider, _, name = model.rpartition("/") if "/" in model else ("", "", model)
+    return {"name": name, "provider": provider or None}
 
 
 def _harbor_trial(
     t: Trajectory, trial: str, job_dir: Path, job_id: str, agent: dict[str, Any], timing: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     mode = _failure_mode(t)
-    times = _phase_times(t)
+    times = {k: _harbor_time(v) for k, v in _phase_times(t).items()}
     exc_type = HARBOR_EXCEPTIONS.get(mode or "")
     exception = None
     if exc_type is not None:
+        message = t.error or t.verifier_error or mode
         exception = {
             "exception_type": exc_type,
-            "exception_message": t.error or t.verifier_error or mode,
-            "exception_traceback": "",
+            "exception_message": message,
+            # Harbor's is the Python traceback; ltenv records none, so only its last line
+            "exception_traceback": f"{exc_type}: {message}\n",
             "occurred_at": times["agent_ended_at"] if mode == "agent_timeout" else times["trial_ended_at"],
         }
     tested = t.termination not in ("sandbox_error", "resource_limit") or bool(t.tests)
     # Harbor records no rewards where the verifier gave none it stands behind (its exception says why).
-    rewards = {"reward": t.reward} if tested and t.verified else None
+    rewards = {"reward": float(t.reward)} if tested and t.verified else None
+    # As Harbor writes a trial's config.json: the TrialConfig without its default values.
     trial_config = {
-        "task": {"path": t.task_path or t.task, "git_url": None, "git_commit_id": None, "overwrite": False},
+        "task": {"path": t.task_path or t.task},
         "trial_name": trial,
         "trials_dir": str(job_dir.absolute()),
         **timing["multipliers"],
         "agent": agent,
-        "environment": {"type": "docker" if t.backend == "docker" else t.backend, "force_build": False},
-        "verifier": timing["verifier"],
+        "environment": HARBOR_ENVIRONMENTS.get(t.backend, {"import_path": f"ltenv.sandbox:{t.backend}"}),
+        **({"verifier": timing["verifier"]} if timing["verifier"] else {}),
         "job_id": job_id,
     }
     result = {
@@ -392,17 +510,24 @@ def _harbor_trial(
         "agent_info": {
             "name": agent["name"],
             "version": t.versions.get("ltenv", "unknown"),
-            "model_info": {"name": t.model, "provider": None} if t.model else None,
+            "model_info": _harbor_model_info(t.model),
         },
         "agent_result": {
             "n_input_tokens": t.usage.get("prompt_tokens"),
             "n_cache_tokens": t.usage.get("cached_tokens"),
             "n_output_tokens": t.usage.get("completion_tokens"),
             "cost_usd": None,
+            "model_usage": None,
             "rollout_details": None,
-            "metadata": {"termination": t.termination, "turns": t.turns, "scaffold": t.scaffold},
+            "metadata": {
+                "termination": t.termination,
+                "turns": t.turns,
+                "scaffold": t.scaffold,
+                "attempt": t.attempt,  # ltenv's attempt number, which Harbor does not record
+            },
         },
         "verifier_result": {"rewards": rewards} if rewards is not None else None,
+        "verifier_environment_mode": "shared",  # ltenv's tests run in the agent's sandbox
         "exception_info": exception,
         "started_at": times["trial_started_at"],
         "finished_at": times["trial_ended_at"],
@@ -417,15 +542,53 @@ def _harbor_trial(
             if tested
             else None
         ),
+        "step_results": None,
     }
     return trial_config, result
+
+
+def _harbor_multiplier(timeouts: dict[str, Any], which: Literal["agent", "verifier"]) -> float | None:
+    """Harbor's ``agent_/verifier_timeout_multiplier`` for ltenv's timeout settings.
+
+    Harbor multiplies the task's timeout (or the phase's ``override_timeout_sec``) by the phase's multiplier
+    where set, else by ``timeout_multiplier``; ltenv multiplies by both, and takes a global value as it is.
+    """
+    if timeouts.get(f"{which}_sec") is not None:
+        return 1.0
+    value = float(timeouts.get("multiplier", 1.0)) * float(timeouts.get(f"{which}_multiplier", 1.0))
+    return None if value == float(timeouts.get("multiplier", 1.0)) else value
+
+
+def _harbor_pass_at_k(trials: list[dict[str, Any]]) -> dict[str, float]:
+    """Harbor's ``pass_at_k`` of one eval: only where every trial's one reward is 0 or 1 (no reward: 0),
+    for k = 2, 4, 8... and 5, 10, 15... up to the fewest trials of a task."""
+    from ltenv.evaluation import pass_at_k
+
+    per_task: dict[str, list[int]] = defaultdict(list)
+    for r in trials:
+        rewards = (r["verifier_result"] or {}).get("rewards")
+        if rewards is None:
+            per_task[r["task_name"]].append(0)
+            continue
+        if len(rewards) != 1 or next(iter(rewards.values())) not in (0, 1):
+            return {}
+        per_task[r["task_name"]].append(int(next(iter(rewards.values()))))
+    if not per_task:
+        return {}
+    fewest = min(len(v) for v in per_task.values())
+    ks = {2**i for i in range(1, fewest.bit_length()) if 2**i <= fewest} | set(range(5, fewest + 1, 5))
+    return {
+        str(k): sum(pass_at_k(len(v), sum(v), k) for v in per_task.values()) / len(per_task)
+        for k in sorted(ks)
+    }
 
 
 def write_harbor(run_dir: str | Path, out: str | Path | None = None, *, job_name: str | None = None) -> Path:
     """Write the ltenv run in ``run_dir`` as a Harbor job folder ``out/<job>/`` and return it.
 
     ``out`` defaults to ``run_dir/harbor``; ``job_name`` to the run's name. Field names and folders are those
-    of Harbor's ``harbor run`` (``JobResult``, ``TrialResult``), so ``harbor view`` and its scripts read it.
+    of Harbor's ``harbor run`` (``JobConfig``, ``JobResult``, ``TrialConfig``, ``TrialResult``), so
+    ``harbor view`` and its scripts read it.
     """
     run_dir = Path(run_dir)
     trajs = _load_run(run_dir)
@@ -439,25 +602,29 @@ def write_harbor(run_dir: str | Path, out: str | Path | None = None, *, job_name
     # The run's timeout settings (ltenv.tasks.Timeouts fields) in Harbor's terms.
     timeouts = (config.get("env_kwargs") or {}).get("timeouts") or {}
     timing = {
-        "multipliers": {
-            "timeout_multiplier": timeouts.get("multiplier", 1.0),
-            "agent_timeout_multiplier": timeouts.get("agent_multiplier", 1.0),
-            "verifier_timeout_multiplier": timeouts.get("verifier_multiplier", 1.0),
-        },
-        "verifier": {"override_timeout_sec": timeouts.get("verifier_sec"), "disable": False},
+        "multipliers": _compact(
+            {
+                "timeout_multiplier": None
+                if timeouts.get("multiplier", 1.0) == 1.0
+                else timeouts["multiplier"],
+                "agent_timeout_multiplier": _harbor_multiplier(timeouts, "agent"),
+                "verifier_timeout_multiplier": _harbor_multiplier(timeouts, "verifier"),
+            }
+        ),
+        "verifier": _compact({"override_timeout_sec": timeouts.get("verifier_sec")}),
     }
-    agent = {
-        "name": agent_name,
-        "import_path": None,
-        "model_name": model,
-        "override_timeout_sec": timeouts.get("agent_sec"),
-        "kwargs": {"scaffold": config.get("scaffold"), **(config.get("policy_config") or {})},
-    }
+    agent = _compact(
+        {
+            "name": agent_name,
+            "model_name": model,
+            "override_timeout_sec": timeouts.get("agent_sec"),
+            "kwargs": {"scaffold": config.get("scaffold"), **(config.get("policy_config") or {})},
+        }
+    )
     job_id = _stable_uuid(job_name, "harbor-job")
-    eval_key = f"{agent_name}__{model}__adhoc" if model else f"{agent_name}__adhoc"
-    reward_stats: dict[str, dict[str, list[str]]] = {"reward": defaultdict(list)}
-    exception_stats: dict[str, list[str]] = defaultdict(list)
-    n_errors, rewards, tokens_in, tokens_out = 0, [], 0, 0
+    evals: dict[str, dict[str, Any]] = {}
+    trial_results: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    n_errors, tokens_in, tokens_out, tokens_cache = 0, None, None, None
     for t in trajs:
         trial = harbor_trial_name(t.task, job_name, t.attempt)
         tdir = job_dir / trial
@@ -471,35 +638,55 @@ def write_harbor(run_dir: str | Path, out: str | Path | None = None, *, job_name
         if cast.is_file():
             (tdir / "agent").mkdir(parents=True, exist_ok=True)
             (tdir / "agent" / "recording.cast").write_bytes(cast.read_bytes())
+        # JobStats.increment: one eval per agent, model name and dataset ("adhoc": tasks given by path)
+        model_info = result["agent_info"]["model_info"]
+        key = f"{agent_name}__{model_info['name']}__adhoc" if model_info else f"{agent_name}__adhoc"
+        ev = evals.setdefault(
+            key, {"n_trials": 0, "n_errors": 0, "reward_stats": {}, "exception_stats": defaultdict(list)}
+        )
+        trial_results[key].append(result)
         if result["verifier_result"] is not None:
             (tdir / "verifier").mkdir(parents=True, exist_ok=True)
             value = result["verifier_result"]["rewards"]["reward"]
             (tdir / "verifier" / "reward.txt").write_text(f"{value:g}\n")
-            reward_stats["reward"][f"{value:g}"].append(trial)
-            rewards.append(value)
+            ev["n_trials"] += 1
+            ev["reward_stats"].setdefault("reward", defaultdict(list))[str(value)].append(trial)
         if result["exception_info"] is not None:
             n_errors += 1
+            ev["n_errors"] += 1
             exc = result["exception_info"]
-            exception_stats[exc["exception_type"]].append(trial)
-            (tdir / "exception.txt").write_text(f"{exc['exception_type']}: {exc['exception_message']}\n")
-        tokens_in += t.usage.get("prompt_tokens", 0)
-        tokens_out += t.usage.get("completion_tokens", 0)
+            ev["exception_stats"][exc["exception_type"]].append(trial)
+            (tdir / "exception.txt").write_text(exc["exception_traceback"])
+        usage = result["agent_result"]
+        if usage["n_input_tokens"] is not None:
+            tokens_in = (tokens_in or 0) + usage["n_input_tokens"]
+        if usage["n_output_tokens"] is not None:
+            tokens_out = (tokens_out or 0) + usage["n_output_tokens"]
+        if usage["n_cache_tokens"] is not None:
+            tokens_cache = (tokens_cache or 0) + usage["n_cache_tokens"]
         _write_json(tdir / "config.json", trial_config)
         _write_json(tdir / "result.json", result)
+    for key, ev in evals.items():
+        results = trial_results[key]
+        rewards = [(r["verifier_result"] or {}).get("rewards", {}).get("reward", 0) for r in results]
+        ev["metrics"] = [{"mean": sum(rewards) / len(rewards)}]  # Harbor's Mean: no reward counts 0
+        ev["pass_at_k"] = _harbor_pass_at_k(results)
+        ev["reward_stats"] = {k: dict(v) for k, v in ev["reward_stats"].items()}
+        ev["exception_stats"] = dict(ev["exception_stats"])
     n_attempts = max([int(info.get("k", 0)), *Counter(t.task for t in trajs).values(), 1])
+    environment = HARBOR_ENVIRONMENTS.get(next((t.backend for t in trajs), "docker"), {"type": "docker"})
     _write_json(
         job_dir / "config.json",
         {
             "job_name": job_name,
             "jobs_dir": str(job_dir.parent.absolute()),
-            "n_attempts": n_attempts,
+            **({"n_attempts": n_attempts} if n_attempts != 1 else {}),
             **timing["multipliers"],
-            "orchestrator": {"type": "local", "n_concurrent_trials": int(info.get("jobs", 1) or 1)},
-            "environment": {"type": next((t.backend for t in trajs), "docker"), "force_build": False},
-            "verifier": timing["verifier"],
+            **({"n_concurrent_trials": jobs} if (jobs := int(info.get("jobs", 1) or 1)) != 4 else {}),
+            "environment": environment,
+            **({"verifier": timing["verifier"]} if timing["verifier"] else {}),
             "agents": [agent],
-            "datasets": [],
-            "tasks": [{"path": r.get("path")} for r in info.get("tasks", [])],
+            "tasks": [{"path": r["path"]} for r in info.get("tasks", []) if r.get("path")],
         },
     )
     started = min((t.started_at for t in trajs if t.started_at), default=None)
@@ -508,9 +695,9 @@ def write_harbor(run_dir: str | Path, out: str | Path | None = None, *, job_name
         job_dir / "result.json",
         {
             "id": job_id,
-            "started_at": info.get("created_at") or started,
-            "updated_at": finished,
-            "finished_at": info.get("finished_at") or finished,
+            "started_at": _harbor_time(_parse_time(info.get("created_at") or started)),
+            "updated_at": _harbor_time(_parse_time(info.get("finished_at") or finished)),
+            "finished_at": _harbor_time(_parse_time(info.get("finished_at") or finished)),
             "n_total_trials": len(trajs),
             "stats": {
                 "n_completed_trials": len(trajs),
@@ -519,18 +706,10 @@ def write_harbor(run_dir: str | Path, out: str | Path | None = None, *, job_name
                 "n_pending_trials": 0,
                 "n_cancelled_trials": 0,
                 "n_retries": 0,
-                "evals": {
-                    eval_key: {
-                        "n_trials": len(rewards),
-                        "n_errors": n_errors,
-                        "metrics": [{"mean": sum(rewards) / len(trajs) if trajs else 0.0}],
-                        "reward_stats": {k: dict(v) for k, v in reward_stats.items()},
-                        "exception_stats": dict(exception_stats),
-                    }
-                },
-                "n_input_tokens": tokens_in or None,
-                "n_cache_tokens": None,
-                "n_output_tokens": tokens_out or None,
+                "evals": evals,
+                "n_input_tokens": tokens_in,
+                "n_cache_tokens": tokens_cache,
+                "n_output_tokens": tokens_out,
                 "cost_usd": None,
             },
         },
@@ -682,6 +861,23 @@ def _import_tb(root: Path, name: str) -> ImportedRun:
     return ImportedRun(name, "terminal-bench", root, _ordered(out), {"agent": agent, "model": model, **meta})
 
 
+#: Harbor's exception types its error policy files as a failed sandbox (not the agent's doing).
+_HARBOR_SANDBOX_ERRORS = frozenset(
+    {
+        "EnvironmentStartTimeoutError",
+        "SandboxBuildFailedError",
+        "AgentSetupTimeoutError",
+        "HealthcheckError",
+        "SandboxLikelyOutOfMemoryError",
+        "MemoryLimitExceededError",
+        "SSHAccessError",
+        "RuntimeRequestError",
+        "AddTestsDirError",
+        "DownloadVerifierDirError",
+    }
+)
+
+
 def _harbor_termination(exc_type: str | None) -> tuple[str, str | None]:
     if exc_type is None:
         return "submitted", None
@@ -691,9 +887,11 @@ def _harbor_termination(exc_type: str | None) -> tuple[str, str | None]:
         return "submitted", "verifier timed out (Harbor VerifierTimeoutError)"
     if exc_type.startswith(("Reward", "Verifier")):
         return "submitted", f"no valid reward (Harbor {exc_type})"
-    if "ContextLength" in exc_type:
+    if exc_type.startswith(("ContextLength", "ContextWindow", "OutputLength", "OutputToken")):
         return "context_overflow", None
-    if "Environment" in exc_type or "Docker" in exc_type:
+    if exc_type == HARBOR_EXCEPTIONS["parse_error"]:
+        return "parse_error", None
+    if exc_type in _HARBOR_SANDBOX_ERRORS or "Environment" in exc_type or "Docker" in exc_type:
         return "sandbox_error", None
     return "policy_error", None
 
@@ -710,7 +908,20 @@ def _import_harbor(root: Path, name: str) -> ImportedRun:
             if not isinstance(r.get(key), str):
                 raise ResultsFormatError(f"{f}: field '{key}' missing or not a string")
         trials.append((f, r))
-    trials.sort(key=lambda fr: (fr[1]["task_name"], str(fr[1].get("started_at") or ""), fr[1]["trial_name"]))
+
+    # Harbor numbers no attempts: they follow the start times (a job written by ltenv keeps its own).
+    def recorded_attempt(r: dict[str, Any]) -> int | None:
+        value = ((r.get("agent_result") or {}).get("metadata") or {}).get("attempt")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    trials.sort(
+        key=lambda fr: (
+            fr[1]["task_name"],
+            recorded_attempt(fr[1]) if recorded_attempt(fr[1]) is not None else -1,
+            str(fr[1].get("started_at") or ""),
+            fr[1]["trial_name"],
+        )
+    )
     seen: Counter[str] = Counter()
     out = []
     agents, models = set(), set()
@@ -720,7 +931,10 @@ def _import_harbor(root: Path, name: str) -> ImportedRun:
         seen[task] += 1
         agent_info = r.get("agent_info") or {}
         agent = str(agent_info.get("name") or "unknown")
-        model = (agent_info.get("model_info") or {}).get("name")
+        model_info = agent_info.get("model_info") or {}
+        model = model_info.get("name")
+        if model and model_info.get("provider"):  # as given to harbor run -m: LiteLLM's provider/model
+            model = f"{model_info['provider']}/{model}"
         agents.add(agent)
         if model:
             models.add(model)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -33,8 +34,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TB_RUN = FIXTURES / "results" / "tb-run" / "2025-09-01__12-00-00"
 HARBOR_JOB = FIXTURES / "results" / "harbor-job" / "2025-09-02__09-30-00"
 
-# The documented schemas: Terminal-Bench 1.x TrialResults / BenchmarkResults / RunMetadata and Harbor
-# TrialResult / JobResult / JobStats / AgentDatasetStats / ExceptionInfo / TimingInfo field names.
+# The field names of Terminal-Bench 0.2.18's TrialResults / BenchmarkResults / RunMetadata and Harbor 0.25.0's
+# TrialResult / JobResult / JobStats / AgentDatasetStats / ExceptionInfo (read from their pydantic models).
 TB_TRIAL_FIELDS = {
     "id", "trial_name", "task_id", "instruction", "is_resolved", "failure_mode", "parser_results",
     "recording_path", "total_input_tokens", "total_output_tokens", "trial_started_at", "trial_ended_at",
@@ -51,19 +52,19 @@ TB_METADATA_FIELDS = {
     "run_id", "uuid", "dataset_path", "dataset_name", "dataset_version", "output_path", "agent_name",
     "no_rebuild", "cleanup", "log_level", "task_ids", "exclude_task_ids", "n_tasks", "n_concurrent_trials",
     "n_attempts", "dataset_size", "accuracy", "model_name", "start_time", "end_time", "commit_hash",
-    "username", "s3_bucket", "agent_kwargs", "pass_at_k",
+    "username", "s3_bucket", "agent_kwargs", "pass_at_k", "resumed_at",
 }  # fmt: skip
 HARBOR_TRIAL_FIELDS = {
     "id", "task_name", "trial_name", "trial_uri", "task_id", "source", "task_checksum", "config",
-    "agent_info", "agent_result", "verifier_result", "exception_info", "started_at", "finished_at",
-    "environment_setup", "agent_setup", "agent_execution", "verifier",
+    "agent_info", "agent_result", "verifier_result", "verifier_environment_mode", "exception_info", "started_at",
+    "finished_at", "environment_setup", "agent_setup", "agent_execution", "verifier", "step_results",
 }  # fmt: skip
 HARBOR_JOB_FIELDS = {"id", "started_at", "updated_at", "finished_at", "n_total_trials", "stats"}
 HARBOR_STATS_FIELDS = {
     "n_completed_trials", "n_errored_trials", "n_running_trials", "n_pending_trials", "n_cancelled_trials",
     "n_retries", "evals", "n_input_tokens", "n_cache_tokens", "n_output_tokens", "cost_usd",
 }  # fmt: skip
-HARBOR_EVAL_FIELDS = {"n_trials", "n_errors", "metrics", "reward_stats", "exception_stats"}
+HARBOR_EVAL_FIELDS = {"n_trials", "n_errors", "metrics", "pass_at_k", "reward_stats", "exception_stats"}
 HARBOR_EXCEPTION_FIELDS = {"exception_type", "exception_message", "exception_traceback", "occurred_at"}
 
 
@@ -255,6 +256,10 @@ def test_terminal_bench_layout_fields(our_run):
     assert set(meta) == TB_METADATA_FIELDS
     assert meta["agent_name"] == "scripted" and meta["model_name"] == "tiny-model"
     assert meta["n_attempts"] == 2 and meta["task_ids"] == ["nop-passes", "oracle-fails", "write-greeting"]
+    assert meta["n_tasks"] is None and meta["resumed_at"] is None
+    lock = json.loads((root / "tb.lock").read_text())  # what `tb runs status` reads
+    assert lock["local_config"]["run_id"] == "ours" and lock["run_config"]["n_attempts"] == 2
+    assert lock["dataset"]["local_path"] == str(FIXTURES / "tasks") and ":" in lock["agent"]["import_path"]
     bench = json.loads((root / "results.json").read_text())
     assert set(bench) == TB_BENCHMARK_FIELDS
     assert bench["n_resolved"] == 2 and bench["accuracy"] == pytest.approx(2 / 6)
@@ -262,6 +267,8 @@ def test_terminal_bench_layout_fields(our_run):
     by_trial = {r["trial_name"]: r for r in bench["results"]}
     for r in bench["results"]:
         assert set(r) == TB_TRIAL_FIELDS and r["failure_mode"] in TB_FAILURE_MODES
+        assert (r["parser_results"] is None) == (r["is_resolved"] is None)  # set together, as tb does
+        assert r["trial_started_at"].endswith("+00:00")
         trial_dir = root / r["task_id"] / r["trial_name"]
         assert json.loads((trial_dir / "results.json").read_text()) == r
         assert (trial_dir / "commands.txt").read_text() == "ls\ncat seed.txt\n"
@@ -271,8 +278,9 @@ def test_terminal_bench_layout_fields(our_run):
     assert win["trial_name"] == "write-greeting.1-of-2.ours"
     assert win["is_resolved"] is True and win["failure_mode"] == "unset"
     assert win["parser_results"] == {"test_outputs.py::test_a": "passed"}
-    assert win["recording_path"] == "write-greeting/write-greeting.1-of-2.ours/sessions/agent.cast"
-    assert (root / win["recording_path"]).read_text().startswith('{"version": 2')
+    # relative to the output folder (the run folder's parent), as tb writes it
+    assert win["recording_path"] == "ours/write-greeting/write-greeting.1-of-2.ours/sessions/agent.cast"
+    assert (root.parent / win["recording_path"]).read_text().startswith('{"version": 2')
     assert win["total_input_tokens"] == 100 and win["agent_started_at"] == "2026-01-01T00:00:00.500000+00:00"
     modes = {
         (r["task_id"], r["trial_name"].split(".")[1]): (r["failure_mode"], r["is_resolved"])
@@ -296,6 +304,11 @@ def test_harbor_layout_fields(our_run):
     assert result["n_total_trials"] == 6
     ((key, ev),) = result["stats"]["evals"].items()
     assert key == "scripted__tiny-model__adhoc" and set(ev) == HARBOR_EVAL_FIELDS
+    assert ev["pass_at_k"] == {"2": pytest.approx(2 / 3)} and ev["metrics"] == [
+        {"mean": pytest.approx(2 / 6)}
+    ]
+    assert ev["reward_stats"]["reward"].keys() == {"1.0", "0.0"}  # Harbor's float keys, as JSON writes them
+    assert result["started_at"].endswith("Z")
     assert ev["exception_stats"].keys() == {
         "AgentTimeoutError",
         "VerifierTimeoutError",
@@ -304,11 +317,15 @@ def test_harbor_layout_fields(our_run):
     }
     assert result["stats"]["n_errored_trials"] == 4 and result["stats"]["n_input_tokens"] == 600
     config = json.loads((job / "config.json").read_text())
-    assert config["job_name"] == "ours" and config["n_attempts"] == 2
+    assert config["job_name"] == "ours" and config["n_attempts"] == 2 and "orchestrator" not in config
+    assert config["environment"] == {"import_path": "ltenv.sandbox.bwrap:BwrapSandbox"}  # no Harbor type
     trials = {p.name: json.loads((p / "result.json").read_text()) for p in job.iterdir() if p.is_dir()}
     assert len(trials) == 6
     for name, t in trials.items():
         assert set(t) == HARBOR_TRIAL_FIELDS and t["trial_name"] == name
+        assert re.fullmatch(
+            rf"{t['task_name'][:32]}__[2-9A-HJ-NP-Za-km-z]{{7}}", name
+        )  # ShortUUID's alphabet
         assert json.loads((job / name / "config.json").read_text()) == t["config"]
         assert t["agent_info"]["name"] == "scripted" and t["agent_info"]["model_info"]["name"] == "tiny-model"
         if t["exception_info"] is not None:
@@ -330,6 +347,24 @@ def test_harbor_layout_fields(our_run):
     assert timeout["verifier_result"] == {"rewards": {"reward": 1.0}}  # verified after the timeout
     died = trials[harbor_trial_name("oracle-fails", "ours", 1)]
     assert died["verifier_result"] is None and died["verifier"] is None
+
+
+def test_harbor_config_reproduces_ltenv_timeouts(our_run, tmp_path):
+    """Harbor multiplies a task's timeout (or the override) by the phase's multiplier where set, else by
+    timeout_multiplier; ltenv multiplies by both and takes a global value as is: the written config says so."""
+    run = tmp_path / "timed"
+    shutil.copytree(our_run, run, ignore=shutil.ignore_patterns("terminal-bench", "harbor"))
+    info = json.loads((run / "run.json").read_text())
+    info["config"]["env_kwargs"] = {
+        "timeouts": {"multiplier": 2.0, "agent_multiplier": 1.5, "verifier_sec": 30.0}
+    }
+    (run / "run.json").write_text(json.dumps(info))
+    config = json.loads((write_harbor(run) / "config.json").read_text())
+    assert config["timeout_multiplier"] == 2.0
+    assert config["agent_timeout_multiplier"] == 3.0  # task x 2 x 1.5
+    assert config["verifier"]["override_timeout_sec"] == 30.0 and config["verifier_timeout_multiplier"] == 1.0
+    lock = json.loads((write_terminal_bench(run) / "tb.lock").read_text())["run_config"]
+    assert lock["global_timeout_multiplier"] == 2.0 and lock["global_test_timeout_sec"] == 30.0
 
 
 def test_written_layouts_read_back(our_run):
@@ -377,7 +412,7 @@ def test_eval_writes_both_layouts_from_a_real_run(tmp_path, store, bwrap_ok):
     result = json.loads((trial / "results.json").read_text())
     assert result["is_resolved"] is True and result["failure_mode"] == "unset"
     assert set(result["parser_results"].values()) == {"passed"}
-    cast = (tb / result["recording_path"]).read_text().splitlines()
+    cast = (tb.parent / result["recording_path"]).read_text().splitlines()
     assert json.loads(cast[0])["version"] == 2 and all(json.loads(line)[1] == "o" for line in cast[1:])
     assert "bash <<" in (trial / "commands.txt").read_text()  # the oracle's one command
     failed = json.loads((tb / "oracle-fails" / "oracle-fails.1-of-1.oracle" / "results.json").read_text())
@@ -391,7 +426,8 @@ def test_eval_writes_both_layouts_from_a_real_run(tmp_path, store, bwrap_ok):
     }
     assert rewards == {"write-greeting": 1.0, "oracle-fails": 0.0}
     job_config = json.loads((job / "config.json").read_text())
-    assert job_config["verifier"]["override_timeout_sec"] == 30.0 and job_config["timeout_multiplier"] == 1.0
+    assert job_config["verifier"]["override_timeout_sec"] == 30.0 and "timeout_multiplier" not in job_config
+    assert job_config["verifier_timeout_multiplier"] == 1.0  # Harbor would multiply the override otherwise
     for folder in (tb, job):
         assert not compare_runs(out, folder).differing
 
@@ -399,42 +435,105 @@ def test_eval_writes_both_layouts_from_a_real_run(tmp_path, store, bwrap_ok):
 # ---------------------------------------------------------------------------------------------- import
 
 
+def _tb_fixture() -> tuple[dict, list[dict]]:
+    """The fixture run's results.json (made by Terminal-Bench's BenchmarkResults) and its trials."""
+    bench = json.loads((TB_RUN / "results.json").read_text())
+    return bench, bench["results"]
+
+
+def _harbor_fixture() -> tuple[dict, list[dict]]:
+    """The fixture job's result.json (made by Harbor's JobStats) and its trials' result.json files."""
+    job = json.loads((HARBOR_JOB / "result.json").read_text())
+    return job, [json.loads(f.read_text()) for f in sorted(HARBOR_JOB.glob("*/result.json"))]
+
+
+def _per_task(pairs) -> dict[str, tuple[int, int]]:
+    """(passes, attempts) per task from (task, passed) pairs."""
+    out: dict[str, tuple[int, int]] = {}
+    for task, ok in pairs:
+        c, n = out.get(task, (0, 0))
+        out[task] = (c + bool(ok), n + 1)
+    return out
+
+
 def test_import_terminal_bench_run():
+    bench, trials = _tb_fixture()
     run = import_run(TB_RUN)
-    assert run.layout == "terminal-bench" and run.name == "2025-09-01__12-00-00"
-    by = {(t.task, t.attempt): t for t in run.trajectories}
-    assert len(by) == 6
-    assert by[("hello-world", 0)].passed and not by[("hello-world", 1)].passed
-    assert by[("hello-world", 1)].tests == [
-        {"name": "test_hello_file_exists", "outcome": "passed"},
-        {"name": "test_hello_file_content", "outcome": "failed"},
-    ]
-    assert by[("hello-world", 0)].model == "anthropic/claude-sonnet-4-20250514"
-    assert by[("hello-world", 0)].policy == "terminus"
-    assert [s.action for s in by[("hello-world", 0)].steps] == ["ls -la", "cat README.md"]
-    assert classify_failure(by[("count-dataset-tokens", 0)]) == "agent_timeout"
-    assert classify_failure(by[("count-dataset-tokens", 1)]) == "test_timeout"
+    assert run.layout == "terminal-bench" and run.name == TB_RUN.name
+    assert len(run.trajectories) == len(trials)
+    by = {t.trial_name: t for t in run.trajectories}
+    meta = json.loads((TB_RUN / "run_metadata.json").read_text())
+    for r in trials:
+        t = by[r["trial_name"]]
+        assert t.task == r["task_id"] and t.attempt == int(r["trial_name"].split(".")[1].split("-of-")[0]) - 1
+        assert t.passed == bool(r["is_resolved"]) and t.failure_mode == r["failure_mode"]
+        assert t.tests == [{"name": k, "outcome": v} for k, v in (r["parser_results"] or {}).items()]
+        assert t.usage == {
+            "prompt_tokens": r["total_input_tokens"],
+            "completion_tokens": r["total_output_tokens"],
+        }
+        assert t.model == meta["model_name"] and t.policy == meta["agent_name"]
+        mode = classify_failure(t)
+        expected = {
+            "agent_timeout": None if r["is_resolved"] else "agent_timeout",
+            "test_timeout": "test_timeout",
+            "parse_error": "verifier_error",
+            "unknown_agent_error": "policy_error",
+            "context_length_exceeded": "context_overflow",
+            "fatal_llm_parse_error": "parse_error",
+        }.get(r["failure_mode"], None if r["is_resolved"] else "tests_failed")
+        assert mode == expected, r["trial_name"]
+        if r["is_resolved"] is None:  # no test results: never a pass, never counted as one
+            assert not t.verified
+    assert [s.action for s in run.trajectories[0].steps] == ["ls -la", "cat README.md"]
+    # The numbers Terminal-Bench computed for this run are ltenv's numbers for the imported run.
+    counts = _per_task((r["task_id"], r["is_resolved"]) for r in trials)
     report = evaluate(run.trajectories, k=2, write=False)
-    assert report.pass_at_1 == pytest.approx((0.5 + 1.0 + 0.0) / 3)
-    assert report.pass_at_k[2] == pytest.approx(2 / 3)  # as the run's own results.json says
+    assert report.overall.passed == bench["n_resolved"] == sum(c for c, _ in counts.values())
+    assert report.overall.episodes == len(trials)
+    assert report.pass_at_1 == pytest.approx(bench["accuracy"])  # equal attempts per task: the same
+    assert report.pass_at_k[2] == pytest.approx(bench["pass_at_k"]["2"])
+    assert report.pass_at_k[2] == pytest.approx(
+        sum(1.0 if n - c < 2 else 1 - (n - c) * (n - c - 1) / (n * (n - 1)) for c, n in counts.values())
+        / len(counts)
+    )
 
 
 def test_import_harbor_job():
+    job, trials = _harbor_fixture()
     run = import_run(HARBOR_JOB)
-    assert run.layout == "harbor"
-    by: dict[str, list[Trajectory]] = {}
-    for t in run.trajectories:
-        by.setdefault(t.task, []).append(t)
-    assert [t.passed for t in by["hello-world"]] == [True, True]
-    assert sorted(t.attempt for t in by["fix-permissions"]) == [0, 1]
-    fp = {t.attempt: t for t in by["fix-permissions"]}
-    assert not fp[0].passed and fp[0].verified  # reward 0
-    assert fp[1].termination == "time_limit" and classify_failure(fp[1]) == "verifier_error"
-    assert "AgentTimeoutError" in fp[1].error
-    bc = {t.attempt: t for t in by["build-cython-ext"]}
-    assert bc[0].passed and classify_failure(bc[1]) == "verifier_error"
-    assert run.trajectories[0].model == "gpt-5" and run.trajectories[0].policy == "terminus-2"
-    assert run.trajectories[0].usage == {"prompt_tokens": 20000, "completion_tokens": 3000}
+    assert run.layout == "harbor" and len(run.trajectories) == len(trials) == job["n_total_trials"]
+    by = {t.trial_name: t for t in run.trajectories}
+    for r in trials:
+        t = by[r["trial_name"]]
+        rewards = (r["verifier_result"] or {}).get("rewards")
+        exc = (r["exception_info"] or {}).get("exception_type")
+        assert t.task == r["task_name"] and t.reward == (rewards["reward"] if rewards else 0.0)
+        assert t.passed == bool(rewards and rewards["reward"] >= 1)
+        assert (
+            t.model == f"{r['agent_info']['model_info']['provider']}/{r['agent_info']['model_info']['name']}"
+        )
+        assert t.policy == r["agent_info"]["name"]
+        assert t.usage == {
+            "prompt_tokens": r["agent_result"]["n_input_tokens"],
+            "completion_tokens": r["agent_result"]["n_output_tokens"],
+        }
+        if exc == "AgentTimeoutError":
+            assert t.termination == "time_limit" and exc in t.error
+        if rewards is None:
+            assert not t.verified and classify_failure(t) in ("verifier_error", "test_timeout")
+        if exc == "ContextLengthExceededError":
+            assert classify_failure(t) == "context_overflow"
+    # attempts follow the start times, task by task
+    for task in {r["task_name"] for r in trials}:
+        starts = sorted((r["started_at"], r["trial_name"]) for r in trials if r["task_name"] == task)
+        assert [by[name].attempt for _, name in starts] == list(range(len(starts)))
+    # The numbers Harbor computed for this job (its Mean metric: no reward counts 0; its pass@k) are ltenv's.
+    ((_key, ev),) = job["stats"]["evals"].items()
+    report = evaluate(run.trajectories, k=2, write=False)
+    assert sum(t.reward for t in run.trajectories) / len(trials) == pytest.approx(ev["metrics"][0]["mean"])
+    assert report.pass_at_k[2] == pytest.approx(ev["pass_at_k"]["2"])
+    assert report.overall.passed == len(ev["reward_stats"]["reward"].get("1.0", []))
 
 
 def test_import_errors_name_file_and_field(tmp_path):
@@ -467,28 +566,46 @@ def test_leaderboard_shows_imported_runs_beside_ours(our_run, tmp_path):
 def test_cli_import_compare_and_eval_layouts(our_run, tmp_path):
     from ltenv.cli import app
 
+    _job, trials = _harbor_fixture()
+    harbor = _per_task(
+        (r["task_name"], ((r["verifier_result"] or {}).get("rewards") or {}).get("reward")) for r in trials
+    )
+    _, tb_trials = _tb_fixture()
+    tb = _per_task((r["task_id"], r["is_resolved"]) for r in tb_trials)
     runner = CliRunner()
     res = runner.invoke(app, ["import", "run", str(HARBOR_JOB), "--out", str(tmp_path / "harbor-run")])
     assert res.exit_code == 0, res.output
-    assert "6 trial(s) of 3 task(s), 3 passed" in res.output
-    assert json.loads((tmp_path / "harbor-run" / "results.json").read_text())["n_tasks"] == 3
-    res = runner.invoke(app, ["compare", str(TB_RUN), str(tmp_path / "harbor-run")])
+    passed = sum(c for c, _ in harbor.values())
+    assert f"{len(trials)} trial(s) of {len(harbor)} task(s), {passed} passed" in res.output
+    assert json.loads((tmp_path / "harbor-run" / "results.json").read_text())["n_tasks"] == len(harbor)
+    res = runner.invoke(app, ["compare", str(TB_RUN), str(tmp_path / "harbor-run"), "--all"])
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     assert lines[0].split() == ["task", TB_RUN.name, "harbor-run", "delta"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:-1]}
-    assert rows == {
-        "build-cython-ext": ["-", "1/2", "only", "B"],
-        "count-dataset-tokens": ["0/2", "-", "only", "A"],
-        "fix-permissions": ["2/2", "0/2", "-1.00"],
-        "hello-world": ["1/2", "2/2", "+0.50"],
-    }
+    expected = {}
+    for task in sorted(set(tb) | set(harbor)):
+        a, b = tb.get(task), harbor.get(task)
+        cell = lambda x: "-" if x is None else f"{x[0]}/{x[1]}"  # noqa: E731
+        delta = (
+            ["only", "A"]
+            if b is None
+            else ["only", "B"]
+            if a is None
+            else [f"{b[0] / b[1] - a[0] / a[1]:+.2f}"]
+        )
+        expected[task] = [cell(a), cell(b), *delta]
+    assert rows == expected
+    common = sorted(set(tb) & set(harbor))
+    rate_a = sum(tb[t][0] / tb[t][1] for t in common) / len(common)
+    rate_b = sum(harbor[t][0] / harbor[t][1] for t in common) / len(common)
     assert lines[-1].startswith(
-        "2 task(s) in both: pass@1 2025-09-01__12-00-00 75.0%, harbor-run 50.0%; 2 differ"
+        f"{len(common)} task(s) in both: pass@1 {TB_RUN.name} {100 * rate_a:.1f}%, harbor-run {100 * rate_b:.1f}%"
     )
     res = runner.invoke(app, ["compare", str(TB_RUN), str(HARBOR_JOB), "--json"])
     data = json.loads(res.output)
-    assert data["common_tasks"] == 2 and data["pass_at_1"] == {"a": 0.75, "b": 0.5}
+    assert data["common_tasks"] == len(common)
+    assert data["pass_at_1"] == {"a": pytest.approx(rate_a), "b": pytest.approx(rate_b)}
     res = runner.invoke(app, ["eval", "--from", str(our_run), "--layout", "tb"])
     assert res.exit_code == 0, res.output
     assert (our_run / "terminal-bench" / "ours" / "results.json").is_file()
