@@ -938,8 +938,18 @@ def _import_harbor(root: Path, name: str) -> ImportedRun:
         agents.add(agent)
         if model:
             models.add(model)
-        exc = r.get("exception_info") or None
-        exc_type = exc.get("exception_type") if isinstance(exc, dict) else None
+        # A multi-step trial records its failures and token counts on its steps (step_results), as Harbor's
+        # TrialResult reads them: the trial's exception first, then the steps' in order.
+        steps = [x for x in r.get("step_results") or [] if isinstance(x, dict)]
+        exc = next(
+            (
+                e
+                for e in [r.get("exception_info"), *(x.get("exception_info") for x in steps)]
+                if isinstance(e, dict)
+            ),
+            None,
+        )
+        exc_type = exc.get("exception_type") if exc else None
         termination, verr = _harbor_termination(exc_type)
         verifier_result = r.get("verifier_result") or {}
         rewards = verifier_result.get("rewards")
@@ -955,15 +965,16 @@ def _import_harbor(root: Path, name: str) -> ImportedRun:
             reward = float(value)
         elif verr is None and termination in ("submitted", "time_limit"):
             verr = "no reward recorded (Harbor verifier_result is null)"
-        agent_result = r.get("agent_result") or {}
-        usage = {
-            k: int(v)
-            for k, v in (
-                ("prompt_tokens", agent_result.get("n_input_tokens")),
-                ("completion_tokens", agent_result.get("n_output_tokens")),
-            )
-            if isinstance(v, int)
-        }
+        contexts = [r["agent_result"]] if isinstance(r.get("agent_result"), dict) else []
+        contexts = contexts or [x["agent_result"] for x in steps if isinstance(x.get("agent_result"), dict)]
+        usage = {}
+        for key, field_name in (
+            ("prompt_tokens", "n_input_tokens"),
+            ("completion_tokens", "n_output_tokens"),
+        ):
+            counts = [c[field_name] for c in contexts if isinstance(c.get(field_name), int)]
+            if counts:
+                usage[key] = sum(counts)
         out.append(
             Trajectory(
                 run=name,

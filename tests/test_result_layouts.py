@@ -507,7 +507,10 @@ def test_import_harbor_job():
     for r in trials:
         t = by[r["trial_name"]]
         rewards = (r["verifier_result"] or {}).get("rewards")
-        exc = (r["exception_info"] or {}).get("exception_type")
+        steps = r["step_results"] or []  # a multi-step trial: exceptions and token counts per step
+        excs = [e for e in [r["exception_info"], *(x["exception_info"] for x in steps)] if e]
+        exc = excs[0]["exception_type"] if excs else None
+        contexts = [r["agent_result"]] if r["agent_result"] else [x["agent_result"] for x in steps]
         assert t.task == r["task_name"] and t.reward == (rewards["reward"] if rewards else 0.0)
         assert t.passed == bool(rewards and rewards["reward"] >= 1)
         assert (
@@ -515,8 +518,8 @@ def test_import_harbor_job():
         )
         assert t.policy == r["agent_info"]["name"]
         assert t.usage == {
-            "prompt_tokens": r["agent_result"]["n_input_tokens"],
-            "completion_tokens": r["agent_result"]["n_output_tokens"],
+            "prompt_tokens": sum(c["n_input_tokens"] for c in contexts),
+            "completion_tokens": sum(c["n_output_tokens"] for c in contexts),
         }
         if exc == "AgentTimeoutError":
             assert t.termination == "time_limit" and exc in t.error
