@@ -75,13 +75,6 @@ HARBOR_EXCEPTIONS: dict[str, str] = {
     "sandbox_error": "EnvironmentStartTimeoutError",
 }
 
-#: Harbor's ``EnvironmentConfig.type`` for each ltenv backend; a backend Harbor has no type for is named by
-#: ``import_path`` instead (Harbor's way to name an environment class of another package).
-HARBOR_ENVIRONMENTS: dict[str, dict[str, str]] = {
-    "docker": {"type": "docker"},
-    "bwrap": {"import_path": "ltenv.sandbox.bwrap:BwrapSandbox"},
-}
-
 #: ShortUUID's alphabet: the 7 characters after ``__`` in a Harbor trial name are drawn from it.
 _SHORTUUID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
@@ -468,6 +461,15 @@ def _harbor_model_info(model: str | None) -> dict[str, Any] | None:
     return {"name": name, "provider": provider or None}
 
 
+def _harbor_environment(backend: str) -> dict[str, str]:
+    """Harbor's ``EnvironmentConfig`` for an ltenv backend, less its defaults: nothing for docker (Harbor's
+    default type), and for a backend Harbor has no type for (bwrap), the sandbox class by ``import_path``,
+    Harbor's way to name another package's class."""
+    from ltenv.sandbox import BACKENDS
+
+    return {"import_path": BACKENDS[backend]} if backend != "docker" and backend in BACKENDS else {}
+
+
 def _harbor_trial(
     t: Trajectory, trial: str, job_dir: Path, job_id: str, agent: dict[str, Any], timing: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -482,7 +484,8 @@ def _harbor_trial(
             "exception_message": message,
             # Harbor's is the Python traceback; ltenv records none, so only its last line
             "exception_traceback": f"{exc_type}: {message}\n",
-            "occurred_at": times["agent_ended_at"] if mode == "agent_timeout" else times["trial_ended_at"],
+            "occurred_at": (times["agent_ended_at"] if mode == "agent_timeout" else times["trial_ended_at"])
+            or times["trial_started_at"],
         }
     tested = t.termination not in ("sandbox_error", "resource_limit") or bool(t.tests)
     # Harbor records no rewards where the verifier gave none it stands behind (its exception says why).
@@ -494,7 +497,7 @@ def _harbor_trial(
         "trials_dir": str(job_dir.absolute()),
         **timing["multipliers"],
         "agent": agent,
-        "environment": HARBOR_ENVIRONMENTS.get(t.backend, {"import_path": f"ltenv.sandbox:{t.backend}"}),
+        **({"environment": env} if (env := _harbor_environment(t.backend)) else {}),
         **({"verifier": timing["verifier"]} if timing["verifier"] else {}),
         "job_id": job_id,
     }
@@ -674,7 +677,7 @@ def write_harbor(run_dir: str | Path, out: str | Path | None = None, *, job_name
         ev["reward_stats"] = {k: dict(v) for k, v in ev["reward_stats"].items()}
         ev["exception_stats"] = dict(ev["exception_stats"])
     n_attempts = max([int(info.get("k", 0)), *Counter(t.task for t in trajs).values(), 1])
-    environment = HARBOR_ENVIRONMENTS.get(next((t.backend for t in trajs), "docker"), {"type": "docker"})
+    environment = _harbor_environment(next((t.backend for t in trajs), "docker"))
     _write_json(
         job_dir / "config.json",
         {
@@ -683,7 +686,7 @@ def write_harbor(run_dir: str | Path, out: str | Path | None = None, *, job_name
             **({"n_attempts": n_attempts} if n_attempts != 1 else {}),
             **timing["multipliers"],
             **({"n_concurrent_trials": jobs} if (jobs := int(info.get("jobs", 1) or 1)) != 4 else {}),
-            "environment": environment,
+            **({"environment": environment} if environment else {}),
             **({"verifier": timing["verifier"]} if timing["verifier"] else {}),
             "agents": [agent],
             "tasks": [{"path": r["path"]} for r in info.get("tasks", []) if r.get("path")],
