@@ -1037,6 +1037,39 @@ def _check_dataset_out(path: Path) -> None:
         raise typer.Exit(2)
 
 
+TokenizerOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--tokenizer",
+        help="A local tokenizer (model folder): re-tokenize the conversations that recorded token ids "
+        "and report how often the ids differ (the re-tokenization drift).",
+    ),
+]
+
+
+def _report_tokens(conversations: list, tokenizer_path: Path | None) -> None:
+    """Print how many conversations carry recorded token ids and, given a tokenizer, the drift rate."""
+    n = sum(any(m.get("tokens") for m in c) for c in conversations)
+    if not n:
+        return
+    if tokenizer_path is None:
+        out.print(
+            f"{n} conversation(s) carry recorded token ids (--tokenizer MODEL_DIR reports the re-tokenization drift)",
+            highlight=False,
+        )
+        return
+    from transformers import AutoTokenizer
+
+    from ltenv.train.tokens import drift_report
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True)
+    except (OSError, ValueError) as e:
+        console.print(f"[red]error:[/] --tokenizer {escape(str(tokenizer_path))}: {escape(str(e))}")
+        raise typer.Exit(2) from None
+    out.print(drift_report(tokenizer, conversations).summary(), highlight=False)
+
+
 def _load_sources(sources: list[Path]) -> list:
     from ltenv.data import load_trajectories
 
@@ -1055,9 +1088,11 @@ def export_sft_cmd(
     domain: DomainOpt = None,
     max_turns: MaxTurnsOpt = None,
     dedupe: DedupeOpt = True,
+    tokenizer: TokenizerOpt = None,
 ) -> None:
     """Successful episodes as SFT examples: {"messages": [...]} (TRL conversational) plus task, domain,
-    difficulty, attempt, reward, run, policy, model, scaffold and turns columns."""
+    difficulty, attempt, reward, run, policy, model, scaffold and turns columns. Assistant messages keep
+    their reasoning_content, tool_calls and recorded token ids."""
     from ltenv.data import ExportStats, export_sft
 
     _quiet_datasets()
@@ -1080,6 +1115,7 @@ def export_sft_cmd(
     )
     if stats.summary():
         out.print(stats.summary(), highlight=False)
+    _report_tokens(list(ds["messages"]), tokenizer)
 
 
 @export_app.command("pairs")

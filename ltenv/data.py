@@ -11,10 +11,13 @@ reward 0). Pass an :class:`ExportStats` as ``stats=`` to learn how many episodes
 
 - :func:`export_sft`: successful episodes as ``{"messages": [...]}`` (TRL's conversational language-modeling
   format) plus metadata columns. The messages are the trajectory's own ``messages``, i.e. exactly what the
-  model saw and said; only ``role`` and ``content`` are kept, and trailing non-assistant turns (an
-  observation after the last reply) are dropped. So for every assistant turn ``i``,
+  model saw and said; ``role`` and ``content`` are kept, and, where the trajectory has them, the assistant
+  turns' ``reasoning_content``, ``tool_calls`` and recorded ``tokens`` (and a tool message's
+  ``tool_call_id``: :data:`MESSAGE_FIELDS`); trailing non-assistant turns (an observation after the last
+  reply) are dropped. So for every assistant turn ``i``,
   ``tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True)`` is the prompt the policy was
-  given at that turn.
+  given at that turn. A dataset's message schema has the optional fields only when some row has them, so
+  exports of plain trajectories stay ``{role, content}``.
 - :func:`export_pairs`: ``{"prompt": [...], "chosen": [...], "rejected": [...]}``: TRL's conversational
   preference format, with ``chosen``/``rejected`` multi-turn continuations (assistant and observation
   turns) of the same prompt (the messages before the first assistant turn).
@@ -124,15 +127,64 @@ def load_trajectories(
     return out
 
 
-def clean_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    """``role`` and ``content`` of each message, unchanged (content must be a string)."""
+MESSAGE_FIELDS: tuple[str, ...] = ("reasoning_content", "tool_calls", "tool_call_id", "tokens")
+"""Message fields an export keeps besides ``role`` and ``content`` (see :mod:`ltenv.trajectory`)."""
+
+
+def clean_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``role`` and ``content`` of each message, unchanged, plus whichever of :data:`MESSAGE_FIELDS` it
+    has (not ``None``). ``content`` must be a string (``None`` reads as ``""`` on an assistant message
+    with tool calls); ``ValueError`` names the message and field otherwise."""
     cleaned = []
     for i, m in enumerate(messages):
         role, content = m.get("role"), m.get("content")
+        if content is None and role == "assistant" and m.get("tool_calls"):
+            content = ""
         if not isinstance(role, str) or not isinstance(content, str):
             raise ValueError(f"message {i}: needs string 'role' and 'content', got {m!r:.200}")
-        cleaned.append({"role": role, "content": content})
+        msg: dict[str, Any] = {"role": role, "content": content}
+        for key in MESSAGE_FIELDS:
+            value = m.get(key)
+            if value is None:
+                continue
+            if key in ("reasoning_content", "tool_call_id") and not isinstance(value, str):
+                raise ValueError(f"message {i}: {key!r} must be a string, got {type(value).__name__}")
+            if key == "tool_calls":
+                value = _clean_tool_calls(value, i)
+            if key == "tokens":
+                value = _clean_tokens(value, i)
+            msg[key] = value
+        cleaned.append(msg)
     return cleaned
+
+
+def _clean_tool_calls(calls: Any, i: int) -> list[dict[str, Any]]:
+    if not isinstance(calls, list):
+        raise ValueError(f"message {i}: 'tool_calls' must be a list, got {type(calls).__name__}")
+    out = []
+    for j, call in enumerate(calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise ValueError(f"message {i}: tool_calls[{j}] needs function.name, got {call!r:.200}")
+        args = fn.get("arguments", "")
+        if not isinstance(args, str):  # stored as JSON text, as the OpenAI API sends it
+            args = json.dumps(args, ensure_ascii=False)
+        out.append(
+            {
+                "id": str(call.get("id") or ""),
+                "type": str(call.get("type") or "function"),
+                "function": {"name": fn["name"], "arguments": args},
+            }
+        )
+    return out
+
+
+def _clean_tokens(rec: Any, i: int) -> dict[str, Any]:
+    from ltenv.trajectory import TOKEN_FIELDS
+
+    if not isinstance(rec, dict) or any(rec.get(k) is None for k in TOKEN_FIELDS[:3]):
+        raise ValueError(f"message {i}: 'tokens' needs {', '.join(TOKEN_FIELDS[:3])}, got {rec!r:.200}")
+    return {k: rec.get(k) for k in TOKEN_FIELDS}
 
 
 def _trim_to_last_assistant(messages: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -150,13 +202,38 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def _message_feature(fields: Sequence[str] = ()) -> dict[str, Any]:
+    from datasets import List, Value
+
+    optional: dict[str, Any] = {
+        "reasoning_content": Value("string"),
+        "tool_calls": List(
+            {
+                "id": Value("string"),
+                "type": Value("string"),
+                "function": {"name": Value("string"), "arguments": Value("string")},
+            }
+        ),
+        "tool_call_id": Value("string"),
+        "tokens": {
+            "prompt_offset": Value("int64"),
+            "prompt_ids": List(Value("int64")),
+            "completion_ids": List(Value("int64")),
+            "logprobs": List(Value("float64")),
+        },
+    }
+    message = {"role": Value("string"), "content": Value("string")}
+    message.update({k: optional[k] for k in MESSAGE_FIELDS if k in fields})
+    return message
+
+
 @cache
-def features(kind: str) -> Features:
-    """The ``datasets`` schema of an export: ``"sft"``, ``"pairs"`` or ``"sharegpt"``."""
+def features(kind: str, message_fields: tuple[str, ...] = ()) -> Features:
+    """The ``datasets`` schema of an export: ``"sft"``, ``"pairs"`` or ``"sharegpt"``; messages have
+    ``role``, ``content`` and the optional ``message_fields`` (of :data:`MESSAGE_FIELDS`)."""
     from datasets import Features, List, Value
 
-    message = {"role": Value("string"), "content": Value("string")}
-    messages = List(message)
+    messages = List(_message_feature(message_fields))
 
     sft = Features(
         {
@@ -237,8 +314,30 @@ def read_dataset(path: str | Path) -> Dataset:
 
 
 def _dataset(rows: list[dict[str, Any]], features: Features) -> Dataset:
-    from datasets import Dataset
+    """``rows`` as a Dataset of ``features``, its message columns widened by the optional message fields
+    (:data:`MESSAGE_FIELDS`) that some row's messages have."""
+    from datasets import Dataset, Features, List
 
+    present = {
+        key
+        for row in rows
+        for value in row.values()
+        if isinstance(value, list)
+        for m in value
+        if isinstance(m, dict)
+        for key in m
+        if key in MESSAGE_FIELDS
+    }
+    if present:
+        message = List(_message_feature(tuple(sorted(present))))
+        features = Features(
+            {
+                k: message
+                if isinstance(v, List) and isinstance(v.feature, dict) and "role" in v.feature
+                else v
+                for k, v in features.items()
+            }
+        )
     if not rows:
         return Dataset.from_dict({k: [] for k in features}, features=features)
     return Dataset.from_list(rows, features=features)

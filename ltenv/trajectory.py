@@ -5,6 +5,22 @@ Everything downstream reads these records: SFT and preference exports, evaluatio
 export can be re-tokenized into what the policy was trained or sampled on; ``steps`` is what the
 environment did with each action.
 
+An assistant message holds ``role`` and ``content`` and, where the policy reported them:
+
+- ``reasoning_content``: the model's reasoning (the ``<think>`` block), kept apart from ``content`` as
+  vLLM, SGLang and DeepSeek return it; chat templates that know the field (Qwen3) render it back.
+- ``tool_calls``: native tool calls in the OpenAI shape ``[{"id", "type": "function", "function":
+  {"name", "arguments": "<JSON text>"}}]``.
+- ``tokens``: the exact token ids of the turn (:func:`token_record`), when the server returned them:
+  ``completion_ids`` (what the model generated, end-of-turn token included when it stopped on it),
+  ``logprobs`` (one per completion id, or ``None``), and the prompt as ``prompt_offset`` + ``prompt_ids``:
+  the prompt is the first ``prompt_offset`` tokens of the previous turn's sequence (its prompt + completion)
+  followed by ``prompt_ids``, so a long episode stores each context token once. :func:`recorded_turns`
+  expands them. ``prompt_offset`` short of the previous sequence means the server rendered earlier turns
+  differently in this prompt (a template that rewrites history, such as Qwen3 dropping old reasoning).
+
+Records written before these fields existed load unchanged (the fields are simply absent).
+
 Example:
     >>> store = TrajectoryStore("runs/oracle/trajectories.jsonl")      # doctest: +SKIP
     >>> for traj in store.read(): print(traj.task, traj.reward)        # doctest: +SKIP
@@ -125,6 +141,66 @@ class Trajectory(BaseModel):
     @property
     def turns(self) -> int:
         return sum(1 for m in self.messages if m.get("role") == "assistant")
+
+
+TOKEN_FIELDS = ("prompt_offset", "prompt_ids", "completion_ids", "logprobs")
+"""The keys of an assistant message's ``tokens`` record (see the module docstring)."""
+
+
+def token_record(
+    previous: list[int],
+    prompt_ids: list[int],
+    completion_ids: list[int],
+    logprobs: list[float] | None = None,
+) -> dict[str, Any]:
+    """The ``tokens`` record of one assistant turn: ``prompt_ids`` stored as the length of its common prefix
+    with ``previous`` (the previous turn's prompt + completion, ``[]`` for the first turn) plus the rest."""
+    k = 0
+    limit = min(len(previous), len(prompt_ids))
+    while k < limit and previous[k] == prompt_ids[k]:
+        k += 1
+    return {
+        "prompt_offset": k,
+        "prompt_ids": [int(t) for t in prompt_ids[k:]],
+        "completion_ids": [int(t) for t in completion_ids],
+        "logprobs": [float(x) for x in logprobs] if logprobs is not None else None,
+    }
+
+
+def recorded_turns(messages: list[dict[str, Any]]) -> list[tuple[list[int], list[int]] | None]:
+    """``(prompt ids, completion ids)`` of each assistant message in order, expanded from their ``tokens``
+    records; ``None`` for a message without one. Raises ``ValueError`` naming the message when a record is
+    malformed (missing key, offset beyond the previous sequence)."""
+    out: list[tuple[list[int], list[int]] | None] = []
+    sequence: list[int] = []
+    for i, m in enumerate(messages):
+        if m.get("role") != "assistant":
+            continue
+        rec = m.get("tokens")
+        if not rec:
+            out.append(None)
+            continue
+        if not isinstance(rec, dict) or any(rec.get(k) is None for k in TOKEN_FIELDS[:3]):
+            raise ValueError(f"message {i}: 'tokens' needs {', '.join(TOKEN_FIELDS[:3])}, got {rec!r:.200}")
+        offset = int(rec["prompt_offset"])
+        if not 0 <= offset <= len(sequence):
+            raise ValueError(
+                f"message {i}: tokens.prompt_offset {offset} is beyond the previous turn's {len(sequence)} tokens"
+            )
+        prompt = sequence[:offset] + [int(t) for t in rec["prompt_ids"]]
+        completion = [int(t) for t in rec["completion_ids"]]
+        out.append((prompt, completion))
+        sequence = prompt + completion
+    return out
+
+
+def last_sequence(messages: list[dict[str, Any]]) -> list[int]:
+    """The token sequence (prompt + completion) of the last assistant message with a ``tokens`` record, or
+    ``[]``: what the next turn's record is stored relative to."""
+    for turn in reversed(recorded_turns(messages)):
+        if turn is not None:
+            return turn[0] + turn[1]
+    return []
 
 
 def now_iso() -> str:

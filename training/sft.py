@@ -57,6 +57,26 @@ class SFTDataArguments:
     skip_rewritten: bool = field(
         default=False, metadata={"help": "Skip conversations where the template rewrites an assistant turn."}
     )
+    split_rewritten: bool = field(
+        default=False,
+        metadata={
+            "help": "Build conversations where the template rewrites a turn (Qwen3 drops earlier reasoning) "
+            "as one sequence per turn, each turn trained as generated."
+        },
+    )
+    reasoning: str = field(
+        default="train",
+        metadata={
+            "help": "'train' on the reasoning (<think> blocks) of assistant turns or 'mask' it (context only)."
+        },
+    )
+    token_source: str = field(
+        default="auto",
+        metadata={
+            "help": "'auto': train on recorded token ids where every turn has them, else re-tokenize; "
+            "'recorded': skip rows without usable ones; 'retokenize': ignore them."
+        },
+    )
     merge_adapter: bool = field(
         default=False,
         metadata={"help": "With --use_peft: also save base+adapter merged in OUTPUT_DIR/merged."},
@@ -89,10 +109,17 @@ def tokenize(
     on_prefix_break: str = "split",
     skip_rewritten: bool = False,
     num_proc: int | None = None,
+    reasoning: str = "train",
+    token_source: str = "auto",
+    split_rewritten: bool = False,
 ) -> tuple[Any, Counter[str]]:
     """``{"messages"}`` rows → ``{"input_ids", "assistant_masks"}`` rows (TRL's pre-tokenized form) and
     counters: ``rows``, ``kept``, ``split_rows``, ``truncated_rows``, ``truncated_turns``,
-    ``rewritten_turns``, and ``skipped:<reason>`` per skipped row."""
+    ``rewritten_turns``, ``recorded_rows`` (built from recorded token ids), ``fallback_rows`` (recorded ids
+    present but unusable: re-tokenized), ``compared_rows``/``drift_rows``/``drift_turns`` (re-tokenized ids
+    that differ from the recorded ones), and ``skipped:<reason>`` per skipped row. ``reasoning`` and
+    ``token_source`` are :func:`ltenv.train.build_chat`'s; ``split_rewritten`` builds a conversation in which
+    the template rewrites a turn (Qwen3 dropping old reasoning) as one sequence per turn instead."""
     from ltenv.train import ChatBuildError, PrefixBreakError, build_chat, build_turns
 
     if on_prefix_break not in ("split", "skip"):
@@ -100,31 +127,36 @@ def tokenize(
 
     def fn(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {
-            k: [] for k in ("input_ids", "assistant_masks", "_status", "_trunc", "_rewr")
+            k: [] for k in ("input_ids", "assistant_masks", "_status", "_trunc", "_rewr", "_tok")
         }
 
-        def emit(ids: list[int], mask: list[int], status: str, trunc: int = 0, rewr: int = 0) -> None:
+        def emit(
+            ids: list[int], mask: list[int], status: str, trunc: int = 0, rewr: int = 0, tok: Any = None
+        ) -> None:
             out["input_ids"].append(ids)
             out["assistant_masks"].append(mask)
             out["_status"].append(status)
             out["_trunc"].append(trunc)
             out["_rewr"].append(rewr)
+            # [built from recorded ids, re-tokenization drift in turns (-1: nothing recorded), fell back]
+            out["_tok"].append(tok or [0, -1, 0])
+
+        opts = {"template_kwargs": template_kwargs, "reasoning": reasoning, "token_source": token_source}
 
         for messages in batch["messages"]:
             try:
                 try:
-                    items = [
-                        build_chat(
-                            tokenizer, messages, max_length=max_length, template_kwargs=template_kwargs
-                        )
-                    ]
+                    items = [build_chat(tokenizer, messages, max_length=max_length, **opts)]
                     status = "ok"
+                    if split_rewritten and items[0].rewritten_turns:
+                        first = items[0]
+                        items = build_turns(tokenizer, messages, max_length=max_length, **opts)
+                        items[0].drift_turns, items[0].fallback = first.drift_turns, first.fallback
+                        status = "split"
                 except PrefixBreakError:
                     if on_prefix_break == "skip":
                         raise
-                    items = build_turns(
-                        tokenizer, messages, max_length=max_length, template_kwargs=template_kwargs
-                    )
+                    items = build_turns(tokenizer, messages, max_length=max_length, **opts)
                     status = "split"
             except ChatBuildError as e:
                 emit([], [], f"skipped:{type(e).__name__}: {str(e).split(':')[0][:80]}")
@@ -135,7 +167,9 @@ def tokenize(
             for k, x in enumerate(items):  # per-conversation counts on its first row only
                 mask = [int(lab != -100) for lab in x.labels]
                 if k == 0:
-                    emit(x.input_ids, mask, status, x.truncated_turns, x.rewritten_turns)
+                    drift = -1 if x.drift_turns is None else x.drift_turns
+                    tok = [int(x.token_source == "recorded"), drift, int(bool(x.fallback))]
+                    emit(x.input_ids, mask, status, x.truncated_turns, x.rewritten_turns, tok)
                 else:
                     emit(x.input_ids, mask, "split_extra")
         return out
@@ -146,7 +180,15 @@ def tokenize(
     )
     stats: Counter[str] = Counter()
     stats["rows"] = len(dataset)
-    for status, trunc, rewr in zip(ds["_status"], ds["_trunc"], ds["_rewr"], strict=True):
+    for status, trunc, rewr, tok in zip(ds["_status"], ds["_trunc"], ds["_rewr"], ds["_tok"], strict=True):
+        if status in ("ok", "split"):
+            recorded, drift, fell_back = tok
+            stats["recorded_rows"] += recorded
+            stats["fallback_rows"] += fell_back
+            if drift >= 0:
+                stats["compared_rows"] += 1
+                stats["drift_rows"] += drift > 0
+                stats["drift_turns"] += drift
         if status.startswith("skipped:"):
             stats[status] += 1
         elif status in ("ok", "split"):
@@ -156,7 +198,7 @@ def tokenize(
             stats["truncated_turns"] += trunc
             stats["rewritten_turns"] += rewr
     ds = ds.filter(lambda s: not s.startswith("skipped:"), input_columns="_status")
-    return ds.remove_columns(["_status", "_trunc", "_rewr"]), stats
+    return ds.remove_columns(["_status", "_trunc", "_rewr", "_tok"]), stats
 
 
 def _log_stats(name: str, stats: Counter[str]) -> None:
@@ -171,6 +213,17 @@ def _log_stats(name: str, stats: Counter[str]) -> None:
         stats["truncated_turns"],
         stats["rewritten_turns"],
     )
+    if stats["compared_rows"] or stats["recorded_rows"]:
+        logger.warning(
+            "%s: %d conversations trained on recorded token ids, %d re-tokenized although recorded; "
+            "re-tokenizing differs from the recorded ids in %d of %d conversations (%d turns)",
+            name,
+            stats["recorded_rows"],
+            stats["fallback_rows"],
+            stats["drift_rows"],
+            stats["compared_rows"],
+            stats["drift_turns"],
+        )
     for k, v in sorted(stats.items()):
         if k.startswith("skipped:"):
             logger.warning("%s: skipped %d: %s", name, v, k.removeprefix("skipped:"))
@@ -208,6 +261,9 @@ def build_trainer(data_args: SFTDataArguments, training_args: Any, model_args: A
         "template_kwargs": tkw,
         "on_prefix_break": data_args.on_prefix_break,
         "skip_rewritten": data_args.skip_rewritten,
+        "split_rewritten": data_args.split_rewritten,
+        "reasoning": data_args.reasoning,
+        "token_source": data_args.token_source,
         "num_proc": training_args.dataset_num_proc,
     }
     raw = read_messages(data_args.train_files)

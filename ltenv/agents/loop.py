@@ -380,7 +380,7 @@ def run_episode(
                 timings["policy"] += time.monotonic() - t
             for k, v in completion.usage.items():
                 usage[k] = usage.get(k, 0) + int(v)
-            messages.append({"role": "assistant", "content": completion.text})
+            messages.append(completion.message())
             seen = len(messages)
             try:
                 parsed: Parsed = sc.parse(completion.text)

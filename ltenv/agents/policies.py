@@ -63,12 +63,55 @@ class EpisodeContext:
 @dataclass
 class Completion:
     """One reply. ``usage``: token counts (``prompt_tokens``, ``completion_tokens``) where known.
-    ``prompt_text``: the exact prompt text the model was given, where the policy knows it (``hf``)."""
+    ``prompt_text``: the exact prompt text the model was given, where the policy knows it (``hf``).
+    ``reasoning``: the model's reasoning (``<think>`` block) apart from ``text``; ``tool_calls``: native
+    tool calls (OpenAI shape); ``tokens``: the turn's token record (:func:`ltenv.trajectory.token_record`),
+    where the policy was asked for token ids. :meth:`message` is the assistant message the episode records."""
 
     text: str
     usage: dict[str, int] = field(default_factory=dict)
     finish_reason: str | None = None
     prompt_text: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tokens: dict[str, Any] | None = None
+
+    def message(self) -> dict[str, Any]:
+        """``{"role": "assistant", "content": text}`` plus ``reasoning_content``, ``tool_calls`` and
+        ``tokens`` where present."""
+        msg: dict[str, Any] = {"role": "assistant", "content": self.text}
+        if self.reasoning:
+            msg["reasoning_content"] = self.reasoning
+        if self.tool_calls:
+            msg["tool_calls"] = self.tool_calls
+        if self.tokens is not None:
+            msg["tokens"] = self.tokens
+        return msg
+
+
+def split_reasoning(text: str) -> tuple[str | None, str]:
+    """``(reasoning, answer)`` of a reply that carries its reasoning inline: ``<think>R</think>A``, or
+    ``R</think>A`` when the chat template opened the block in the prompt (Qwen3-Thinking). The newlines
+    around ``R`` and before ``A`` are stripped as Qwen3's template strips them; ``(None, text)`` otherwise."""
+    head, sep, answer = text.partition("</think>")
+    if not sep:
+        return None, text
+    stripped = head.lstrip()
+    if stripped.startswith("<think>"):
+        head = stripped[len("<think>") :]
+    elif "<think>" in head:
+        return None, text  # a think block that is not at the start: not reasoning the template would split
+    return head.strip("\n"), answer.lstrip("\n")
+
+
+def wire_messages(messages: list[dict[str, Any]], *, reasoning: bool = False) -> list[dict[str, Any]]:
+    """``messages`` as a chat server takes them: without the ``tokens`` records and ``None`` fields, and
+    without ``reasoning_content`` unless ``reasoning`` (vLLM and SGLang accept it; DeepSeek's API rejects it)."""
+    out = []
+    for m in messages:
+        drop = {"tokens"} if reasoning else {"tokens", "reasoning_content"}
+        out.append({k: v for k, v in m.items() if k not in drop and v is not None})
+    return out
 
 
 class RuntimeState:
@@ -138,6 +181,15 @@ class OpenAIPolicy(RuntimeState, Policy):
     ``api_key`` defaults to ``$OPENAI_API_KEY`` and, failing that, a placeholder (local servers take any).
     ``extra_body`` is merged into every request (e.g. vLLM's ``{"top_k": 20}``). ``seed``: sent with each
     request when the episode has one (``send_seed=False`` to leave it out).
+
+    Turn fidelity: the reply's reasoning (``reasoning_content``, or ``reasoning`` as newer vLLM names it) and
+    native ``tool_calls`` are kept on the recorded assistant message (:meth:`Completion.message`); a reply
+    with its reasoning inline (``<think>...</think>`` in ``content``, a server without a reasoning parser) is
+    split the same way (``split_think=False`` keeps it inline). Earlier turns' reasoning is sent back only
+    with ``history_reasoning=True``. ``return_token_ids=True`` asks the server for token ids (vLLM's
+    ``return_token_ids``: ``prompt_token_ids`` on the response, ``token_ids`` on the choice) and
+    ``logprobs=True`` for the sampled tokens' log-probs; both are stored per turn in the message's ``tokens``
+    record, and a reply without what was asked for raises :class:`PolicyError` naming the server.
     """
 
     name = "openai"
@@ -158,9 +210,17 @@ class OpenAIPolicy(RuntimeState, Policy):
         timeout: float = 600.0,
         extra_body: dict[str, Any] | None = None,
         send_seed: bool = True,
+        return_token_ids: bool = False,
+        logprobs: bool = False,
+        history_reasoning: bool = False,
+        split_think: bool = True,
     ):
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
+        self.return_token_ids = bool(return_token_ids)
+        self.logprobs = bool(logprobs)
+        self.history_reasoning = bool(history_reasoning)
+        self.split_think = bool(split_think)
         self.model = model
         self.base_url = base_url
         self.api_key = api_key
@@ -204,7 +264,10 @@ class OpenAIPolicy(RuntimeState, Policy):
             client.close()
 
     def _request(self, messages: list[dict[str, Any]], ctx: EpisodeContext) -> dict[str, Any]:
-        req: dict[str, Any] = {"model": self.model, "messages": messages}
+        req: dict[str, Any] = {
+            "model": self.model,
+            "messages": wire_messages(messages, reasoning=self.history_reasoning),
+        }
         if self.temperature is not None:
             req["temperature"] = self.temperature
         if self.top_p is not None:
@@ -213,8 +276,14 @@ class OpenAIPolicy(RuntimeState, Policy):
             req["max_tokens"] = self.max_tokens
         if self.send_seed and ctx.seed is not None:
             req["seed"] = ctx.seed
-        if self.extra_body:
-            req["extra_body"] = self.extra_body
+        if self.logprobs:
+            req["logprobs"] = True
+            req["top_logprobs"] = 0
+        extra = dict(self.extra_body)
+        if self.return_token_ids:
+            extra["return_token_ids"] = True
+        if extra:
+            req["extra_body"] = extra
         return req
 
     def complete(self, messages: list[dict[str, Any]], ctx: EpisodeContext) -> Completion:
@@ -259,10 +328,69 @@ class OpenAIPolicy(RuntimeState, Policy):
                 "prompt_tokens": int(resp.usage.prompt_tokens or 0),
                 "completion_tokens": int(resp.usage.completion_tokens or 0),
             }
-        return Completion(text=text, usage=usage, finish_reason=choice.finish_reason)
+        reasoning = getattr(choice.message, "reasoning_content", None) or getattr(
+            choice.message, "reasoning", None
+        )
+        if not isinstance(reasoning, str) or not reasoning:
+            reasoning = None
+            if self.split_think:
+                reasoning, text = split_reasoning(text)
+        tool_calls = None
+        if choice.message.tool_calls:
+            tool_calls = [_tool_call_dict(tc) for tc in choice.message.tool_calls]
+        return Completion(
+            text=text,
+            usage=usage,
+            finish_reason=choice.finish_reason,
+            reasoning=reasoning,
+            tool_calls=tool_calls,
+            tokens=self._tokens(resp, choice, messages),
+        )
+
+    def _tokens(self, resp: Any, choice: Any, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The turn's token record, when asked for (``return_token_ids``)."""
+        from ltenv.trajectory import last_sequence, token_record
+
+        if not self.return_token_ids:
+            return None
+        prompt_ids = getattr(resp, "prompt_token_ids", None)
+        completion_ids = getattr(choice, "token_ids", None)
+        if not isinstance(prompt_ids, list) or not isinstance(completion_ids, list):
+            raise PolicyError(
+                f"the model server at {self.base_url} returned no token ids although return_token_ids was "
+                "asked for (expected 'prompt_token_ids' on the response and 'token_ids' on the choice, as "
+                "vLLM returns them for return_token_ids=true); use a server that supports it or drop "
+                "return_token_ids"
+            )
+        logprobs = None
+        if self.logprobs:
+            content = getattr(getattr(choice, "logprobs", None), "content", None)
+            if not content:
+                raise PolicyError(
+                    f"the model server at {self.base_url} returned no logprobs although logprobs was asked for"
+                )
+            logprobs = [float(item.logprob) for item in content]
+        try:
+            previous = last_sequence(messages)
+        except ValueError:
+            previous = []
+        return token_record(previous, prompt_ids, completion_ids, logprobs)
 
     def __repr__(self) -> str:
         return f"OpenAIPolicy(model={self.model!r}, base_url={self.base_url!r})"
+
+
+def _tool_call_dict(tc: Any) -> dict[str, Any]:
+    """An SDK tool call as the OpenAI message dict ``{"id", "type", "function": {"name", "arguments"}}``."""
+    fn = getattr(tc, "function", None)
+    return {
+        "id": str(getattr(tc, "id", "") or ""),
+        "type": str(getattr(tc, "type", None) or "function"),
+        "function": {
+            "name": str(getattr(fn, "name", "") or ""),
+            "arguments": str(getattr(fn, "arguments", "") or ""),
+        },
+    }
 
 
 def _retry_after(response: Any) -> float | None:
@@ -509,6 +637,10 @@ class HFPolicy(RuntimeState, Policy):
     concurrent episodes that arrive within ``batch_window`` seconds of each other are generated together
     (left padding), up to ``batch_size`` per ``generate`` call. ``temperature=0`` decodes greedily.
     A prompt longer than the model's context minus ``max_new_tokens`` raises :class:`ContextOverflow`.
+    A reply with inline reasoning (``<think>...</think>``) is split into ``reasoning`` and ``text`` (see
+    :func:`split_reasoning`; ``split_think=False`` keeps it inline). ``return_token_ids=True`` records the
+    prompt and generated token ids of each turn (the end-of-turn token included when generation stopped
+    on it) in the message's ``tokens`` record.
     """
 
     name = "hf"
@@ -526,8 +658,12 @@ class HFPolicy(RuntimeState, Policy):
         batch_window: float = 0.02,
         dtype: str | None = None,
         max_context: int | None = None,
+        return_token_ids: bool = False,
+        split_think: bool = True,
     ):
         self.path = str(path)
+        self.return_token_ids = bool(return_token_ids)
+        self.split_think = bool(split_think)
         self.adapter = str(adapter) if adapter is not None else None
         self.model = Path(self.path).name + (f"+{Path(self.adapter).name}" if self.adapter else "")
         self.max_new_tokens = max_new_tokens
@@ -598,7 +734,17 @@ class HFPolicy(RuntimeState, Policy):
                 self._worker = threading.Thread(target=self._serve, name="hf-policy", daemon=True)
                 self._worker.start()
             self._cond.notify_all()
-        return req.future.result()
+        completion: Completion = req.future.result()
+        if self.split_think:
+            completion.reasoning, completion.text = split_reasoning(completion.text)
+        if self.return_token_ids and completion.tokens is not None:
+            from ltenv.trajectory import last_sequence, token_record
+
+            raw = completion.tokens
+            completion.tokens = token_record(last_sequence(messages), raw["prompt"], raw["completion"])
+        else:
+            completion.tokens = None
+        return completion
 
     def _serve(self) -> None:
         while True:
@@ -665,16 +811,18 @@ class HFPolicy(RuntimeState, Policy):
             eos_ids.add(tok.eos_token_id)
             for row, i in enumerate(todo):
                 new = seqs[row, width:].tolist()
+                generated = new
                 finish = "length"
                 for j, t in enumerate(new):
                     if t in eos_ids:
-                        new, finish = new[:j], "stop"
+                        new, generated, finish = new[:j], new[: j + 1], "stop"
                         break
                 out[i] = Completion(
                     text=tok.decode(new, skip_special_tokens=True),
                     usage={"prompt_tokens": len(ids[i]), "completion_tokens": len(new) + (finish == "stop")},
                     finish_reason=finish,
                     prompt_text=prompts[i],
+                    tokens={"prompt": list(ids[i]), "completion": generated},  # made compact in complete()
                 )
         return [o if o is not None else PolicyError("no result") for o in out]
 
@@ -729,4 +877,6 @@ __all__ = [
     "PolicyError",
     "ReplayPolicy",
     "make_policy",
+    "split_reasoning",
+    "wire_messages",
 ]

@@ -36,21 +36,48 @@ Truncation (``max_length``) keeps whole turns: the latest turns that do not fit 
 cut in half) and counted in :attr:`ChatTokens.truncated_turns`; unlabeled context after the last kept turn
 is cut. If not even the first assistant turn fits, :class:`ChatBuildError`. ``truncation="error"`` raises
 instead of dropping turns.
+
+Reasoning and tool calls: an assistant message may carry ``reasoning_content`` and OpenAI-style
+``tool_calls`` (as :class:`ltenv.agents.OpenAIPolicy` records them). They are passed to the template as they
+are (tool-call ``arguments`` given as JSON text are parsed into objects first, as vLLM does before it
+renders), so a template that knows them renders them as the model saw and produced them: Qwen3's emits
+``<think>\nR\n</think>\n\n`` before the answer and ``<tool_call>{...}</tool_call>`` after it. A turn with
+reasoning or tool calls counts as rewritten when its span in the whole conversation differs from the
+template's rendering of it as the newest message (how the server rendered what the model generated).
+``reasoning="mask"`` keeps the reasoning in the context but labels it ``-100`` (and ``turn_index`` ``-1``, so
+DMPO gives it weight 0): the tokens of a turn up to the end of its ``</think>`` are masked; ``"train"`` (the
+default) trains on them. Qwen3's template drops the reasoning of every turn before the last user message, so
+in one multi-turn sequence only the last turns keep theirs (the others count as rewritten). There is no
+template switch for this in Qwen3's official template: the faithful form is one sequence per turn,
+:func:`build_turns`, where each turn is the newest message (rendered with its reasoning) after the exact
+prompt the policy was given (with the earlier reasoning dropped, as the server dropped it).
+
+Recorded tokens: when every assistant message carries a ``tokens`` record (token ids the server returned,
+see :mod:`ltenv.trajectory`), ``token_source="auto"`` (default) or ``"recorded"`` builds the sequence from
+them instead of re-tokenizing (:mod:`ltenv.train.tokens`); ``"retokenize"`` ignores them. Where both are
+available the two are compared and :attr:`ChatTokens.drift_turns` counts the turns whose re-tokenized ids
+differ from the recorded ones.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 IGNORE_INDEX = -100
+REASONING_MODES = ("train", "mask")
+TOKEN_SOURCES = ("auto", "recorded", "retokenize")
+THINK_CLOSE = "</think>"
 
 __all__ = [
     "IGNORE_INDEX",
     "ChatBuildError",
     "ChatTokens",
     "PrefixBreakError",
+    "Turn",
+    "assemble",
     "build_chat",
     "build_turns",
     "collate",
@@ -84,9 +111,28 @@ class ChatTokens:
     n_turns: int
     truncated_turns: int = 0
     rewritten_turns: int = 0
+    token_source: str = "retokenized"
+    """``"recorded"`` when built from the token ids the policy server returned, else ``"retokenized"``."""
+    drift_turns: int | None = None
+    """Turns whose re-tokenized ids differ from the recorded ones (``None``: nothing recorded to compare)."""
+    fallback: str = ""
+    """Why recorded token ids were not used although present (``token_source="auto"``), else ``""``."""
+    turn_starts: list[int] | None = None
+    """Index of the first token of each kept turn (its masked reasoning included)."""
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+
+@dataclass
+class Turn:
+    """One assistant turn as segments: ``ctx`` (the unlabeled tokens since the previous turn), ``ids`` (the
+    turn's own tokens) and ``reasoning`` (how many leading ``ids`` are reasoning, masked with
+    ``reasoning="mask"``)."""
+
+    ctx: list[int]
+    ids: list[int]
+    reasoning: int = 0
 
 
 def _render(tokenizer: Any, messages: Sequence[dict[str, Any]], gen: bool, kwargs: dict[str, Any]) -> str:
@@ -113,42 +159,77 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def build_chat(
-    tokenizer: Any,
-    messages: list[dict[str, Any]],
-    *,
-    max_length: int | None = None,
-    truncation: Literal["left_turns", "error"] = "left_turns",
-    end_of_turn: str | None = None,
-    template_kwargs: dict[str, Any] | None = None,
-) -> ChatTokens:
-    """Tokenize ``messages`` with ``tokenizer``'s chat template; labels only on assistant turns.
+def _template_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages as a chat template takes them: no ``tokens`` records or ``None`` fields, ``content``
+    ``""`` when missing, tool-call ``arguments`` parsed from JSON text into objects (as vLLM does)."""
+    out = []
+    for m in messages:
+        msg = {k: v for k, v in m.items() if k != "tokens" and v is not None}
+        if msg.get("content") is None:
+            msg["content"] = ""
+        calls = msg.get("tool_calls")
+        if calls:
+            parsed = []
+            for call in calls:
+                call = dict(call)
+                fn = call.get("function")
+                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                    try:
+                        fn = {**fn, "arguments": json.loads(fn["arguments"])}
+                    except ValueError:
+                        pass  # not JSON: the template gets the text as it is
+                    call["function"] = fn
+                parsed.append(call)
+            msg["tool_calls"] = parsed
+        elif "tool_calls" in msg:
+            del msg["tool_calls"]
+        out.append(msg)
+    return out
 
-    ``truncation="left_turns"`` keeps the leftmost (earliest) whole turns that fit in ``max_length`` tokens;
-    ``"error"`` raises :class:`ChatBuildError` if the conversation does not fit. ``end_of_turn`` defaults to
-    ``<|im_end|>`` if the vocabulary has it, else the EOS token. ``template_kwargs`` are passed to every
-    ``apply_chat_template`` call (e.g. ``{"enable_thinking": False}``); use the ones the policy used.
-    Raises :class:`ChatBuildError` for: no assistant turn, an empty assistant turn, a template without the
-    prefix property, an assistant turn without an end-of-turn marker, or a first turn longer than
-    ``max_length``.
-    """
-    if truncation not in ("left_turns", "error"):
-        raise ValueError(f"truncation must be 'left_turns' or 'error', not {truncation!r}")
-    kwargs = dict(template_kwargs or {})
-    eot = _end_of_turn(tokenizer, end_of_turn)
+
+def _assistant_positions(messages: Sequence[dict[str, Any]]) -> list[int]:
     positions = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
     if not positions:
         raise ChatBuildError("no assistant turn")
     for t, i in enumerate(positions):
-        content = messages[i].get("content")
-        if not isinstance(content, str) or not content.strip():
+        m = messages[i]
+        content = m.get("content")
+        if content is not None and not isinstance(content, str):
+            raise ChatBuildError(f"assistant turn {t} (message {i}): content is not a string")
+        if not (content or "").strip() and not m.get("reasoning_content") and not m.get("tool_calls"):
             raise ChatBuildError(f"assistant turn {t} (message {i}) is empty")
+    return positions
 
-    full = _render(tokenizer, messages, False, kwargs)
+
+def _check_options(reasoning: str, token_source: str) -> None:
+    if reasoning not in REASONING_MODES:
+        raise ValueError(f"reasoning must be one of {REASONING_MODES}, not {reasoning!r}")
+    if token_source not in TOKEN_SOURCES:
+        raise ValueError(f"token_source must be one of {TOKEN_SOURCES}, not {token_source!r}")
+
+
+def _encode_turn(tokenizer: Any, text: str) -> tuple[list[int], int]:
+    """A turn's ids and how many of them are reasoning (up to the end of ``</think>``), tokenized in two
+    segments split there (the same ids when ``</think>`` is a special token, as in Qwen3)."""
+    cut = text.find(THINK_CLOSE)
+    if cut < 0:
+        return _encode(tokenizer, text), 0
+    head = _encode(tokenizer, text[: cut + len(THINK_CLOSE)])
+    return head + _encode(tokenizer, text[cut + len(THINK_CLOSE) :]), len(head)
+
+
+def _text_turns(
+    tokenizer: Any, messages: list[dict[str, Any]], eot: str, kwargs: dict[str, Any], reasoning: str
+) -> tuple[list[Turn], list[int], list[bool]]:
+    """Re-tokenized segments of ``messages``: per assistant turn its context and ids, the tail, and which
+    turns the template rewrites (see the module docstring)."""
+    positions = _assistant_positions(messages)
+    msgs = _template_messages(messages)
+    full = _render(tokenizer, msgs, False, kwargs)
     spans: list[tuple[int, int]] = []
     rewritten: list[bool] = []
     for t, i in enumerate(positions):
-        prompt = _render(tokenizer, messages[:i], True, kwargs)
+        prompt = _render(tokenizer, msgs[:i], True, kwargs)
         if not full.startswith(prompt):
             raise PrefixBreakError(
                 f"chat template breaks the prefix property at assistant turn {t} (message {i}): the "
@@ -163,32 +244,58 @@ def build_chat(
             raise ChatBuildError(f"assistant turn {t} (message {i}) has no end-of-turn marker {eot!r}")
         stop += len(eot)
         spans.append((start, stop))
-        rewritten.append(full[start:stop] != messages[i]["content"] + eot)
+        if msgs[i].get("reasoning_content") or msgs[i].get("tool_calls"):
+            alone = _render(tokenizer, msgs[: i + 1], False, kwargs)
+            end = alone.find(eot, start) if alone.startswith(prompt) else -1
+            rewritten.append(end < 0 or full[start:stop] != alone[start : end + len(eot)])
+        else:
+            rewritten.append(full[start:stop] != msgs[i]["content"] + eot)
+    turns: list[Turn] = []
+    cursor = 0
+    for t, (start, stop) in enumerate(spans):
+        ctx = _encode(tokenizer, full[cursor:start])
+        if reasoning == "mask":
+            ids, masked = _encode_turn(tokenizer, full[start:stop])
+        else:
+            ids, masked = _encode(tokenizer, full[start:stop]), 0
+        if not ids:
+            raise ChatBuildError(f"assistant turn {t} has no tokens")
+        turns.append(Turn(ctx=ctx, ids=ids, reasoning=masked))
+        cursor = stop
+    return turns, _encode(tokenizer, full[cursor:]), rewritten
 
+
+def assemble(
+    turns: Sequence[Turn],
+    tail: Sequence[int],
+    *,
+    reasoning: str = "train",
+    max_length: int | None = None,
+    truncation: str = "left_turns",
+) -> ChatTokens:
+    """One :class:`ChatTokens` from per-turn segments (context unlabeled, turn ids labeled with
+    ``turn_index`` ``t``, the first ``Turn.reasoning`` ids of a turn masked with ``reasoning="mask"``),
+    truncated to ``max_length`` by whole turns (see the module docstring)."""
     input_ids: list[int] = []
     labels: list[int] = []
     turn_index: list[int] = []
     ends: list[int] = []  # token count at the end of each turn
-    cursor = 0
-    for t, (start, stop) in enumerate(spans):
-        ctx = _encode(tokenizer, full[cursor:start])
-        input_ids += ctx
-        labels += [IGNORE_INDEX] * len(ctx)
-        turn_index += [-1] * len(ctx)
-        turn = _encode(tokenizer, full[start:stop])
-        if not turn:
-            raise ChatBuildError(f"assistant turn {t} has no tokens")
-        input_ids += turn
-        labels += turn
-        turn_index += [t] * len(turn)
+    starts: list[int] = []
+    for t, turn in enumerate(turns):
+        input_ids += turn.ctx
+        labels += [IGNORE_INDEX] * len(turn.ctx)
+        turn_index += [-1] * len(turn.ctx)
+        starts.append(len(input_ids))
+        masked = turn.reasoning if reasoning == "mask" else 0
+        input_ids += turn.ids
+        labels += [IGNORE_INDEX] * masked + list(turn.ids[masked:])
+        turn_index += [-1] * masked + [t] * (len(turn.ids) - masked)
         ends.append(len(input_ids))
-        cursor = stop
-    tail = _encode(tokenizer, full[cursor:])
     input_ids += tail
     labels += [IGNORE_INDEX] * len(tail)
     turn_index += [-1] * len(tail)
 
-    n_all = len(spans)
+    n_all = len(turns)
     keep = n_all
     length = len(input_ids)
     if max_length is not None and length > max_length:
@@ -209,8 +316,74 @@ def build_chat(
         turn_index=turn_index[:length],
         n_turns=keep,
         truncated_turns=n_all - keep,
-        rewritten_turns=sum(rewritten[:keep]),
+        turn_starts=starts[:keep],
     )
+
+
+def build_chat(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    *,
+    max_length: int | None = None,
+    truncation: Literal["left_turns", "error"] = "left_turns",
+    end_of_turn: str | None = None,
+    template_kwargs: dict[str, Any] | None = None,
+    reasoning: Literal["train", "mask"] = "train",
+    token_source: Literal["auto", "recorded", "retokenize"] = "auto",
+) -> ChatTokens:
+    """Tokenize ``messages`` with ``tokenizer``'s chat template; labels only on assistant turns.
+
+    ``truncation="left_turns"`` keeps the leftmost (earliest) whole turns that fit in ``max_length`` tokens;
+    ``"error"`` raises :class:`ChatBuildError` if the conversation does not fit. ``end_of_turn`` defaults to
+    ``<|im_end|>`` if the vocabulary has it, else the EOS token. ``template_kwargs`` are passed to every
+    ``apply_chat_template`` call (e.g. ``{"enable_thinking": False}``); use the ones the policy used.
+    ``reasoning``: ``"train"`` or ``"mask"`` the reasoning (``<think>`` block) of each turn.
+    ``token_source``: ``"auto"`` uses the recorded token ids when every assistant message has them and they
+    are consistent (each recorded prompt starts with the previous turn's tokens), else re-tokenizes
+    (:attr:`ChatTokens.fallback` says why); ``"recorded"`` raises :class:`ChatBuildError` instead of falling
+    back; ``"retokenize"`` always re-tokenizes.
+    Raises :class:`ChatBuildError` for: no assistant turn, an empty assistant turn, a template without the
+    prefix property, an assistant turn without an end-of-turn marker, or a first turn longer than
+    ``max_length``.
+    """
+    if truncation not in ("left_turns", "error"):
+        raise ValueError(f"truncation must be 'left_turns' or 'error', not {truncation!r}")
+    _check_options(reasoning, token_source)
+    from ltenv.train import tokens as recorded_tokens
+
+    kwargs = dict(template_kwargs or {})
+    eot = _end_of_turn(tokenizer, end_of_turn)
+    _assistant_positions(messages)
+    recorded: list[Turn] | None = None
+    fallback = ""
+    has_records = recorded_tokens.has_recorded(messages)
+    if token_source == "recorded" and not has_records:
+        raise ChatBuildError("token_source='recorded' but not every assistant turn has recorded token ids")
+    if token_source != "retokenize" and has_records:
+        try:
+            recorded = recorded_tokens.recorded_turns_of(tokenizer, messages)
+        except recorded_tokens.RecordedTokensError as exc:
+            if token_source == "recorded":
+                raise ChatBuildError(f"recorded token ids unusable: {exc}") from exc
+            fallback = str(exc)
+    text: tuple[list[Turn], list[int], list[bool]] | None = None
+    try:
+        text = _text_turns(tokenizer, messages, eot, kwargs, reasoning)
+    except ChatBuildError:
+        if recorded is None:
+            raise
+    if recorded is not None:
+        ct = assemble(recorded, [], reasoning=reasoning, max_length=max_length, truncation=truncation)
+        ct.token_source = "recorded"
+    else:
+        assert text is not None
+        ct = assemble(text[0], text[1], reasoning=reasoning, max_length=max_length, truncation=truncation)
+        ct.fallback = fallback
+    if recorded is None and text is not None:  # recorded ids are what the policy generated: never rewritten
+        ct.rewritten_turns = sum(text[2][: ct.n_turns])
+    if has_records and text is not None:
+        ct.drift_turns = recorded_tokens.drift_turns(tokenizer, messages, text[0])
+    return ct
 
 
 def build_turns(
@@ -220,41 +393,62 @@ def build_turns(
     max_length: int | None = None,
     end_of_turn: str | None = None,
     template_kwargs: dict[str, Any] | None = None,
+    reasoning: Literal["train", "mask"] = "train",
+    token_source: Literal["auto", "recorded", "retokenize"] = "auto",
 ) -> list[ChatTokens]:
     """One sequence per assistant turn ``t``: the tokens of ``P_t`` (``apply_chat_template(messages[:i],
     add_generation_prompt=True)``, unlabeled) followed by the turn as rendered when it is the last message
     (labeled, ``turn_index`` = ``t``, each with ``n_turns=1``). Exact for any template, including ones that
-    rewrite history (:class:`PrefixBreakError`), at the cost of re-encoding the context once per turn.
-    Turns longer than ``max_length`` are dropped and counted in ``truncated_turns`` of every returned item
-    (the latest ones first, like :func:`build_chat`); empty turns or none fitting → :class:`ChatBuildError`.
+    rewrite history (:class:`PrefixBreakError`) or drop earlier turns' reasoning (each turn keeps its own
+    here), at the cost of re-encoding the context once per turn. With recorded token ids (``token_source``
+    as in :func:`build_chat`) each sequence is the turn's recorded prompt + completion, which is exact even
+    where the recorded prompts do not extend each other. Turns longer than ``max_length`` are dropped and
+    counted in ``truncated_turns`` of every returned item (the latest ones first, like :func:`build_chat`);
+    empty turns or none fitting → :class:`ChatBuildError`.
     """
+    _check_options(reasoning, token_source)
+    from ltenv.train import tokens as recorded_tokens
+
     kwargs = dict(template_kwargs or {})
     eot = _end_of_turn(tokenizer, end_of_turn)
-    positions = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
-    if not positions:
-        raise ChatBuildError("no assistant turn")
+    positions = _assistant_positions(messages)
+    per_turn: list[tuple[list[int], list[int], int]] | None = None
+    source = "retokenized"
+    if token_source != "retokenize" and recorded_tokens.has_recorded(messages):
+        try:
+            per_turn = recorded_tokens.recorded_pairs_of(tokenizer, messages)
+            source = "recorded"
+        except recorded_tokens.RecordedTokensError as exc:
+            if token_source == "recorded":
+                raise ChatBuildError(f"recorded token ids unusable: {exc}") from exc
+    elif token_source == "recorded":
+        raise ChatBuildError("token_source='recorded' but not every assistant turn has recorded token ids")
+    if per_turn is None:
+        msgs = _template_messages(messages)
+        per_turn = []
+        for t, i in enumerate(positions):
+            prompt = _render(tokenizer, msgs[:i], True, kwargs)
+            alone = _render(tokenizer, msgs[: i + 1], False, kwargs)
+            if not alone.startswith(prompt):
+                raise ChatBuildError(f"assistant turn {t} (message {i}) is not rendered after its own prompt")
+            stop = alone.find(eot, len(prompt))
+            if stop < 0:
+                raise ChatBuildError(f"assistant turn {t} (message {i}) has no end-of-turn marker {eot!r}")
+            turn, masked = _encode_turn(tokenizer, alone[len(prompt) : stop + len(eot)])
+            per_turn.append((_encode(tokenizer, prompt), turn, masked))
     out: list[ChatTokens] = []
-    for t, i in enumerate(positions):
-        content = messages[i].get("content")
-        if not isinstance(content, str) or not content.strip():
-            raise ChatBuildError(f"assistant turn {t} (message {i}) is empty")
-        prompt = _render(tokenizer, messages[:i], True, kwargs)
-        alone = _render(tokenizer, messages[: i + 1], False, kwargs)
-        if not alone.startswith(prompt):
-            raise ChatBuildError(f"assistant turn {t} (message {i}) is not rendered after its own prompt")
-        stop = alone.find(eot, len(prompt))
-        if stop < 0:
-            raise ChatBuildError(f"assistant turn {t} (message {i}) has no end-of-turn marker {eot!r}")
-        ctx = _encode(tokenizer, prompt)
-        turn = _encode(tokenizer, alone[len(prompt) : stop + len(eot)])
+    for t, (ctx, turn, masked) in enumerate(per_turn):
         if max_length is not None and len(ctx) + len(turn) > max_length:
             break  # later turns have longer prompts
+        m = masked if reasoning == "mask" else 0
         out.append(
             ChatTokens(
                 input_ids=ctx + turn,
-                labels=[IGNORE_INDEX] * len(ctx) + turn,
-                turn_index=[-1] * len(ctx) + [t] * len(turn),
+                labels=[IGNORE_INDEX] * (len(ctx) + m) + turn[m:],
+                turn_index=[-1] * (len(ctx) + m) + [t] * (len(turn) - m),
                 n_turns=1,
+                token_source=source,
+                turn_starts=[len(ctx)],
             )
         )
     if not out:

@@ -125,6 +125,13 @@ class DMPOConfig(DPOConfig):
         on_bad_row (`str`, defaults to `"skip"`): what to do with a row that has an empty assistant turn or of which
             nothing fits in ``max_length``: ``"skip"`` (counted, logged, listed in ``trainer.skipped_rows``) or
             ``"error"``. A row whose chosen and rejected do not share the prompt is always an error.
+        reasoning (`str`, defaults to `"train"`): ``"mask"`` keeps each turn's reasoning (``<think>`` block) in
+            the context with weight 0; ``"train"`` weighs it like the rest of the turn.
+        token_source (`str`, defaults to `"auto"`): ``"auto"`` builds a trajectory from the token ids its
+            messages recorded (``tokens``) when every assistant turn has consistent ones, else re-tokenizes;
+            ``"recorded"`` treats a trajectory without usable ones as a bad row; ``"retokenize"`` ignores them.
+            Rewritten turns, recorded/re-tokenized trajectories and the re-tokenization drift are logged per
+            dataset and kept in ``trainer.data_stats``.
 
     ``beta`` (0.1), ``max_length``, ``precompute_ref_log_probs``, ``label_smoothing`` and the training arguments
     are DPOConfig's. ``loss_type`` is ``["sigmoid"]`` (DMPO's loss) or ``["sigmoid", "sft"]`` with
@@ -146,6 +153,19 @@ class DMPOConfig(DPOConfig):
             "help": "Rows with an empty assistant turn or nothing fitting max_length: 'skip' or 'error'."
         },
     )
+    reasoning: str = field(
+        default="train",
+        metadata={
+            "help": "'train' on the reasoning (<think> blocks) of assistant turns or 'mask' it (weight 0)."
+        },
+    )
+    token_source: str = field(
+        default="auto",
+        metadata={
+            "help": "'auto': recorded token ids where every turn has them, else re-tokenize; 'recorded': "
+            "rows without usable ones are bad rows; 'retokenize': ignore them."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -155,6 +175,12 @@ class DMPOConfig(DPOConfig):
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
         if self.on_bad_row not in ("skip", "error"):
             raise ValueError(f"on_bad_row must be 'skip' or 'error', got {self.on_bad_row!r}")
+        if self.reasoning not in ("train", "mask"):
+            raise ValueError(f"reasoning must be 'train' or 'mask', got {self.reasoning!r}")
+        if self.token_source not in ("auto", "recorded", "retokenize"):
+            raise ValueError(
+                f"token_source must be 'auto', 'recorded' or 'retokenize', got {self.token_source!r}"
+            )
         if list(self.loss_type) not in (["sigmoid"], ["sigmoid", "sft"]):
             raise ValueError(
                 "DMPO supports loss_type=['sigmoid'] (its own loss) or ['sigmoid', 'sft'] (plus a likelihood "
@@ -174,7 +200,10 @@ class DMPOConfig(DPOConfig):
 def _as_messages(value: Any, row: int, column: str) -> list[dict[str, str]]:
     if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m for m in value):
         raise DMPODataError(f"row {row}: {column!r} must be a list of chat messages ({{'role', 'content'}})")
-    return [{"role": m["role"], "content": m.get("content") or ""} for m in value]
+    # Keep reasoning_content / tool_calls / recorded tokens (build_chat renders or uses them).
+    return [
+        {**{k: v for k, v in m.items() if v is not None}, "content": m.get("content") or ""} for m in value
+    ]
 
 
 def split_pair(example: dict[str, Any], row: int) -> tuple[list[dict], list[dict], list[dict]]:
@@ -208,6 +237,8 @@ def _tokenize_pair(
     gamma: float,
     phi: str,
     on_bad_row: str,
+    reasoning: str = "train",
+    token_source: str = "auto",
 ) -> dict[str, Any]:
     from ltenv.train.chat import ChatBuildError, build_chat
 
@@ -222,6 +253,13 @@ def _tokenize_pair(
         "chosen_n_turns": 0,
         "rejected_n_turns": 0,
         "dmpo_skip": "",
+        # per-row data stats summed in DMPOTrainer.data_stats: rewritten turns, sides built from recorded
+        # token ids, sides that fell back to re-tokenizing, sides compared with / drift turns against them
+        "dmpo_rewritten": 0,
+        "dmpo_recorded": 0,
+        "dmpo_fallback": 0,
+        "dmpo_compared": 0,
+        "dmpo_drift": 0,
     }
     built = {}
     for side, turns in (("chosen", chosen), ("rejected", rejected)):
@@ -229,7 +267,13 @@ def _tokenize_pair(
         try:
             if n_turns == 0:
                 raise ChatBuildError("no assistant turn")
-            ct = build_chat(tokenizer, prompt + turns, max_length=max_length)
+            ct = build_chat(
+                tokenizer,
+                prompt + turns,
+                max_length=max_length,
+                reasoning=reasoning,  # type: ignore[arg-type]
+                token_source=token_source,  # type: ignore[arg-type]
+            )
             if not any(t >= 0 for t in ct.turn_index):
                 raise ChatBuildError("no assistant token left after truncation")
         except ChatBuildError as exc:
@@ -244,8 +288,16 @@ def _tokenize_pair(
         # T is the trajectory's number of assistant turns; turns cut by max_length only lose their terms.
         out[f"{side}_weights"] = token_weights(ct.turn_index, n_turns, gamma, phi)
         out[f"{side}_n_turns"] = n_turns
+        out["dmpo_rewritten"] += ct.rewritten_turns
+        out["dmpo_recorded"] += ct.token_source == "recorded"
+        out["dmpo_fallback"] += bool(ct.fallback)
+        if ct.drift_turns is not None:
+            out["dmpo_compared"] += 1
+            out["dmpo_drift"] += ct.drift_turns
 
     def prompt_len(ct: Any) -> int:
+        if ct.turn_starts:  # where turn 0 starts, masked reasoning included
+            return ct.turn_starts[0]
         return next(i for i, t in enumerate(ct.turn_index) if t >= 0)
 
     pc, pr = prompt_len(built["chosen"]), prompt_len(built["rejected"])
@@ -353,6 +405,7 @@ class DMPOTrainer(DPOTrainer):
                 else None,
             )
         self.skipped_rows: dict[str, list[str]] = {}
+        self.data_stats: dict[str, dict[str, int]] = {}
         super().__init__(model, ref_model=ref_model, args=args, **kwargs)
         self.gamma = args.gamma
         self.phi = args.phi
@@ -381,10 +434,13 @@ class DMPOTrainer(DPOTrainer):
                     "gamma": args.gamma,
                     "phi": args.phi,
                     "on_bad_row": args.on_bad_row,
+                    "reasoning": args.reasoning,
+                    "token_source": args.token_source,
                 },
                 **map_kwargs,
             )
             if isinstance(dataset, Dataset):
+                self._record_data_stats(dataset, dataset_name)
                 reasons = [r for r in dataset["dmpo_skip"] if r]
                 if reasons:
                     self.skipped_rows[dataset_name] = reasons
@@ -404,6 +460,39 @@ class DMPOTrainer(DPOTrainer):
             else:
                 dataset = dataset.filter(lambda e: not e["dmpo_skip"])
         return dataset
+
+    def _record_data_stats(self, dataset: Any, dataset_name: str) -> None:
+        """Sum the per-row data stats of a tokenized dataset into ``self.data_stats[dataset_name]``, log them
+        (as the SFT script logs its own); the training set's are logged with the metrics as ``data/<name>``."""
+        used = [not r for r in dataset["dmpo_skip"]]
+        stats = {
+            name: int(sum(v for v, ok in zip(dataset[f"dmpo_{name}"], used, strict=True) if ok))
+            for name in ("rewritten", "recorded", "fallback", "compared", "drift")
+        }
+        stats = {
+            "rewritten_turns": stats["rewritten"],
+            "recorded_sides": stats["recorded"],
+            "fallback_sides": stats["fallback"],
+            "compared_sides": stats["compared"],
+            "drift_turns": stats["drift"],
+        }
+        self.data_stats[dataset_name] = stats
+        if stats["rewritten_turns"]:
+            logger.warning(
+                "DMPO %s: the chat template rewrites %d assistant turns (e.g. drops earlier reasoning); they "
+                "are trained in their rewritten form",
+                dataset_name,
+                stats["rewritten_turns"],
+            )
+        if stats["recorded_sides"] or stats["compared_sides"]:
+            logger.warning(
+                "DMPO %s: %d trajectories on recorded token ids, %d re-tokenized although recorded; "
+                "re-tokenizing differs from the recorded ids in %d turns",
+                dataset_name,
+                stats["recorded_sides"],
+                stats["fallback_sides"],
+                stats["drift_turns"],
+            )
 
     def _set_signature_columns_if_needed(self) -> None:
         if self._signature_columns is None:
@@ -515,6 +604,8 @@ class DMPOTrainer(DPOTrainer):
             n_tokens = acc.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
             self._total_train_tokens += n_tokens // self._tp_size
         metrics["num_tokens"] = [self._total_train_tokens]
+        for key, value in self.data_stats.get(mode, {}).items():
+            metrics[f"data/{key}"] = [float(value)]
         chosen_rewards_g = acc.gather(chosen_rewards)
         rejected_rewards_g = acc.gather(rejected_rewards)
         metrics["rewards/chosen"].append(chosen_rewards_g.mean().item())

@@ -4,7 +4,9 @@ Tests drive policies through the real ``openai`` client against it. Replies come
 callable ``(request_json) -> reply``, or a list of replies served in order. A reply is
 
 * a ``str``: the assistant message content (``finish_reason="stop"``);
-* a :class:`Reply`: content plus ``finish_reason`` / ``usage`` / ``delay``;
+* a :class:`Reply`: content plus ``finish_reason`` / ``usage`` / ``delay``, and what vLLM-style servers add
+  when asked: ``reasoning_content``, ``tool_calls``, ``prompt_token_ids`` (on the response) and ``token_ids``
+  (on the choice) for ``return_token_ids``, ``logprobs`` (per completion token);
 * an :class:`ErrorReply`: an HTTP error with an OpenAI-style error body (``ErrorReply.context_length()``,
   ``.rate_limited()``, ``.server_error()``).
 
@@ -39,6 +41,11 @@ class Reply:
     usage: dict[str, int] | None = None
     delay: float = 0.0
     """Seconds to wait before answering."""
+    reasoning_content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    prompt_token_ids: list[int] | None = None
+    token_ids: list[int] | None = None
+    logprobs: list[float] | None = None
 
 
 @dataclass
@@ -181,24 +188,39 @@ class ScriptedOpenAIServer:
                     "completion_tokens": _words(reply.content),
                     "total_tokens": prompt + _words(reply.content),
                 }
-                self._send(
-                    200,
-                    {
-                        "id": f"chatcmpl-{len(server.requests)}",
-                        "object": "chat.completion",
-                        "created": int(time.time()),
-                        "model": body.get("model", server.model),
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": reply.content},
-                                "finish_reason": reply.finish_reason,
-                                "logprobs": None,
-                            }
-                        ],
-                        "usage": usage,
-                    },
-                )
+                message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+                if reply.reasoning_content is not None:
+                    message["reasoning_content"] = reply.reasoning_content
+                if reply.tool_calls is not None:
+                    message["tool_calls"] = reply.tool_calls
+                choice: dict[str, Any] = {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": reply.finish_reason,
+                    "logprobs": None,
+                }
+                if reply.logprobs is not None:
+                    choice["logprobs"] = {
+                        "content": [
+                            {"token": f"token_id:{t}", "logprob": lp, "bytes": None, "top_logprobs": []}
+                            for t, lp in zip(
+                                reply.token_ids or [0] * len(reply.logprobs), reply.logprobs, strict=False
+                            )
+                        ]
+                    }
+                if reply.token_ids is not None:
+                    choice["token_ids"] = reply.token_ids
+                payload: dict[str, Any] = {
+                    "id": f"chatcmpl-{len(server.requests)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model", server.model),
+                    "choices": [choice],
+                    "usage": usage,
+                }
+                if reply.prompt_token_ids is not None:
+                    payload["prompt_token_ids"] = reply.prompt_token_ids
+                self._send(200, payload)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
