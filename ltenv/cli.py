@@ -1132,9 +1132,11 @@ def export_pairs_cmd(
     domain: DomainOpt = None,
     max_turns: MaxTurnsOpt = None,
     dedupe: DedupeOpt = True,
+    tokenizer: TokenizerOpt = None,
 ) -> None:
     """Multi-turn preference pairs {"prompt", "chosen", "rejected"}: episodes of the same task and prompt,
-    the higher reward chosen, ties dropped."""
+    the higher reward chosen, ties dropped. Assistant messages keep their reasoning_content, tool_calls and
+    recorded token ids."""
     from ltenv.data import ExportStats, export_pairs
 
     _quiet_datasets()
@@ -1159,6 +1161,8 @@ def export_pairs_cmd(
     )
     if stats.summary():
         out.print(stats.summary(), highlight=False)
+    sides = [r["prompt"] + r[side] for r in ds for side in ("chosen", "rejected")]
+    _report_tokens(sides, tokenizer)
 
 
 @import_app.command("sharegpt")

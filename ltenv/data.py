@@ -313,6 +313,35 @@ def read_dataset(path: str | Path) -> Dataset:
     raise ValueError(f"{p}: unsupported dataset file type {suffix or '(none)'!r}: use .jsonl or .parquet")
 
 
+def align_messages(parts: Sequence[Dataset], columns: Sequence[str] = ("messages",)) -> list[Dataset]:
+    """``parts`` with one message schema in ``columns`` (``role``, ``content`` and the union of the optional
+    :data:`MESSAGE_FIELDS` the parts have), so that ``datasets.concatenate_datasets`` accepts files written
+    from plain and from reasoning / token-id trajectories together."""
+    from datasets import Features, List
+
+    fields: set[str] = set()
+    for ds in parts:
+        for column in columns:
+            feature = ds.features.get(column)
+            if isinstance(feature, List) and isinstance(feature.feature, dict):
+                fields |= set(feature.feature) & set(MESSAGE_FIELDS)
+    message = List(_message_feature(tuple(sorted(fields))))
+    keys = ["role", "content", *(k for k in MESSAGE_FIELDS if k in fields)]
+    out = []
+    for ds in parts:
+        present = [c for c in columns if c in ds.column_names]
+        target = Features({**ds.features, **dict.fromkeys(present, message)})
+        if ds.features == target:
+            out.append(ds)
+            continue
+
+        def fill(row: dict[str, Any], present: list[str] = present) -> dict[str, Any]:
+            return {c: [{k: m.get(k) for k in keys} for m in row[c] or []] for c in present}
+
+        out.append(ds.map(fill, features=target, desc="aligning message fields"))
+    return out
+
+
 def _dataset(rows: list[dict[str, Any]], features: Features) -> Dataset:
     """``rows`` as a Dataset of ``features``, its message columns widened by the optional message fields
     (:data:`MESSAGE_FIELDS`) that some row's messages have."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from datasets import Dataset, concatenate_datasets
 from trl import ModelConfig, TrlParser, get_peft_config
 
-from ltenv.data import read_dataset
+from ltenv.data import align_messages, read_dataset
 from ltenv.train.dmpo import DMPOConfig, DMPOTrainer
 
 logger = logging.getLogger("training.dmpo")
@@ -53,7 +53,7 @@ def load_pairs(paths: list[str]) -> Dataset:
         if missing:
             raise SystemExit(f"{path}: not a preference-pairs file (missing columns {missing})")
         parts.append(ds.select_columns([c for c in PAIR_COLUMNS if c in ds.column_names]))
-    return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    return concatenate_datasets(align_messages(parts, PAIR_COLUMNS)) if len(parts) > 1 else parts[0]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -87,7 +87,7 @@ def read_messages(files: list[str]) -> Any:
     """The ``messages`` column of all ``files`` (.jsonl/.parquet) as one ``datasets.Dataset``."""
     from datasets import concatenate_datasets
 
-    from ltenv.data import read_dataset
+    from ltenv.data import align_messages, read_dataset
 
     if not files:
         raise ValueError("no data files given (--train_files)")
@@ -97,7 +97,7 @@ def read_messages(files: list[str]) -> Any:
         if "messages" not in ds.column_names:
             raise ValueError(f"{f}: no 'messages' column (columns: {ds.column_names})")
         parts.append(ds.select_columns(["messages"]))
-    return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    return concatenate_datasets(align_messages(parts)) if len(parts) > 1 else parts[0]
 
 
 def tokenize(

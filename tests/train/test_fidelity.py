@@ -178,6 +178,19 @@ def test_export_keeps_reasoning_tool_calls_and_tokens(tmp_path: Path) -> None:
         [_traj(1.0, [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}], 0)]
     )
     assert list(plain[0]["messages"][1]) == ["role", "content"]
+    # plain and rich files concatenate into one training set
+    from datasets import concatenate_datasets
+
+    from ltenv.data import align_messages
+
+    export_sft(
+        [_traj(1.0, [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}], 0)],
+        tmp_path / "plain.jsonl",
+    )
+    both = concatenate_datasets(
+        align_messages([read_dataset(tmp_path / "plain.jsonl"), read_dataset(tmp_path / "sft.jsonl")])
+    )
+    assert both[0]["messages"][1]["tokens"] is None and both[1]["messages"][2]["tokens"] == rec
     with pytest.raises(ValueError, match="message 2: 'tokens'"):
         export_sft([_traj(1.0, [*CONV[:2], {**CONV[2], "tokens": {"prompt_ids": [1]}}], 0)])
 
@@ -233,3 +246,27 @@ def test_sft_and_dmpo_train_or_mask_the_reasoning(tok: Any) -> None:
         tok, [i for i, w in zip(trained["rejected_ids"], trained["rejected_weights"], strict=True) if w > 0]
     )
     assert weighted == "<think>\nQuick.\n</think>\n\nNo.<|im_end|>"
+
+
+def test_hf_policy_records_its_token_ids(think_model: Path, tok: Any) -> None:
+    from ltenv.agents import HFPolicy
+    from ltenv.tasks import Task
+    from ltenv.trajectory import recorded_turns
+
+    ctx = EpisodeContext(task=Task.__new__(Task))
+    policy = HFPolicy(think_model, return_token_ids=True, max_new_tokens=6, temperature=0.0)
+    try:
+        first = policy.complete(CONV[:2], ctx)
+        history = [*CONV[:2], first.message(), {"role": "user", "content": "New Terminal Output:\n$ "}]
+        second = policy.complete(history, ctx)
+    finally:
+        policy.close()
+    messages = [*history, second.message()]
+    (p0, c0), (p1, _c1) = recorded_turns(messages)
+    for prompt, msgs in ((p0, CONV[:2]), (p1, history)):
+        text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        assert prompt == tok(text, add_special_tokens=False)["input_ids"]
+    assert 0 < len(c0) <= 6 and second.tokens is not None
+    # the second prompt is stored as what it shares with the first turn's sequence plus the rest
+    assert p1[: second.tokens["prompt_offset"]] == (p0 + c0)[: second.tokens["prompt_offset"]]
+    assert second.tokens["prompt_offset"] >= len(p0)

@@ -21,7 +21,6 @@ from tests.support.openai_server import Reply, ScriptedOpenAIServer
 from tests.train.think_model import build_think_model
 
 pytest.importorskip("trl")
-pytestmark = [pytest.mark.bwrap, pytest.mark.docker]
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITE = 'echo "hello from $(cat /app/seed.txt)" > /app/greeting.txt'
@@ -83,6 +82,8 @@ def _sft_module() -> Any:
     return mod
 
 
+@pytest.mark.bwrap
+@pytest.mark.docker
 def test_recorded_token_ids_train_exactly(
     think_model: Path, fixture_task: Any, greeting_image: Any, store: Any, bwrap_ok: Any, tmp_path: Path
 ) -> None:
@@ -90,7 +91,7 @@ def test_recorded_token_ids_train_exactly(
     from transformers import AutoTokenizer
     from trl import ModelConfig, SFTConfig
 
-    from ltenv.data import export_pairs, export_sft, read_dataset
+    from ltenv.data import read_dataset
     from ltenv.train import build_chat
     from ltenv.train.dmpo import DMPOConfig, DMPOTrainer
 
@@ -176,9 +177,11 @@ def test_recorded_token_ids_train_exactly(
     assert any(not torch.equal(a, p) for a, p in zip(before, trainer.model.parameters(), strict=True))
 
     # a DMPO step on the pair the two episodes make, both sides from their recorded ids
-    pairs = export_pairs([good, bad], tmp_path / "pairs.jsonl")
-    assert pairs.num_rows == 1
-    export_sft([good])  # the export of recorded ids needs no tokenizer
+    proc = run_ltenv(
+        "export", "pairs", runs.parent, "-o", tmp_path / "pairs.jsonl", "--tokenizer", think_model
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "1 pair(s)" in proc.stdout and "differs in 2 (100.0%), 2 of 4 turns (50.0%)" in proc.stdout
     dmpo = DMPOTrainer(
         str(think_model),
         args=DMPOConfig(
@@ -202,3 +205,91 @@ def test_recorded_token_ids_train_exactly(
     dmpo.train()
     logged = dmpo.state.log_history[0]
     assert logged["data/recorded_sides"] == 2.0 and "rewards/margins" in logged
+
+
+def _recorded(tok: Any, messages: list[dict[str, Any]], rewrite: bool = False) -> list[dict[str, Any]]:
+    """``messages`` with ``tokens`` records as a server would return them. Each completion is the turn as
+    the template renders the newest message (reasoning included). Each prompt is, with ``rewrite``, the
+    tokenization of the template's rendering (which drops earlier reasoning: the prompts no longer extend
+    each other), else the previous sequence as sampled followed by the new messages (a client that keeps
+    the token sequence and only tokenizes what was added)."""
+    from ltenv.trajectory import last_sequence, token_record
+
+    def enc(text: str) -> list[int]:
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    header = "<|im_start|>assistant"
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m["role"] != "assistant":
+            out.append(m)
+            continue
+        prompt_text = tok.apply_chat_template(out, add_generation_prompt=True, tokenize=False)
+        alone = tok.apply_chat_template([*out, m], tokenize=False)
+        completion = alone[len(prompt_text) : alone.rindex("<|im_end|>") + len("<|im_end|>")]
+        previous = last_sequence(out)
+        if rewrite or not previous:
+            prompt = enc(prompt_text)
+        else:
+            last = prompt_text.rindex(header, 0, len(prompt_text) - len(header) - 1)
+            added = prompt_text[prompt_text.index("<|im_end|>", last) + len("<|im_end|>") :]
+            prompt = previous + enc(added)
+        out.append({**m, "tokens": token_record(previous, prompt, enc(completion))})
+    return out
+
+
+def test_recorded_ids_consistency_fallback_and_errors(think_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from ltenv.train import ChatBuildError, build_chat, build_turns
+    from ltenv.train.tokens import drift_report
+    from ltenv.trajectory import recorded_turns
+
+    tok = AutoTokenizer.from_pretrained(think_model, local_files_only=True)
+    conv = [
+        {"role": "system", "content": "You are a terminal agent."},
+        {"role": "user", "content": "Task: list /app"},
+        {"role": "assistant", "content": reply("ls /app"), "reasoning_content": "Look first."},
+        {"role": "user", "content": "New Terminal Output:\nseed.txt"},
+        {"role": "assistant", "content": reply(complete=True), "reasoning_content": "Done."},
+    ]
+    # the server re-renders history without the old reasoning: the recorded prompts do not extend each other
+    rewritten = _recorded(tok, conv, rewrite=True)
+    ct = build_chat(tok, rewritten)
+    assert (
+        ct.token_source == "retokenized" and "does not start with the previous turn's tokens" in ct.fallback
+    )
+    with pytest.raises(ChatBuildError, match="recorded token ids unusable"):
+        build_chat(tok, rewritten, token_source="recorded")
+    # one sequence per turn is still exact: each turn's recorded prompt + completion, reasoning included
+    per_turn = build_turns(tok, rewritten)
+    for (prompt, completion), x in zip(recorded_turns(rewritten), per_turn, strict=True):
+        assert x.token_source == "recorded" and x.input_ids == prompt + completion
+        assert [i for i, lab in zip(x.input_ids, x.labels, strict=True) if lab != -100] == completion
+    masked = build_turns(tok, rewritten, reasoning="mask")[0]
+    trained = tok.decode([i for i, lab in zip(masked.input_ids, masked.labels, strict=True) if lab != -100])
+    assert trained.startswith("\n\n{") and "Look first." not in trained
+    # a consistent recording is used as one sequence; masking its reasoning keeps the ids
+    kept = _recorded(tok, conv)
+    one = build_chat(tok, kept, token_source="recorded")
+    turns = recorded_turns(kept)
+    assert one.input_ids == turns[1][0] + turns[1][1] and one.n_turns == 2
+    assert kept[4]["tokens"]["prompt_offset"] == len(turns[0][0]) + len(turns[0][1])
+    assert "Look first." in tok.decode(one.input_ids) and one.drift_turns == 1  # re-tokenizing drops it
+    mask = build_chat(tok, kept, token_source="recorded", reasoning="mask")
+    assert mask.input_ids == one.input_ids
+    assert "Look first." not in tok.decode(
+        [i for i, lab in zip(mask.input_ids, mask.labels, strict=True) if lab != -100]
+    )
+    # ids from another tokenizer, a turn without a record
+    alien = json.loads(json.dumps(kept))
+    alien[2]["tokens"]["completion_ids"][0] = len(tok) + 7
+    with pytest.raises(ChatBuildError, match="outside the tokenizer"):
+        build_chat(tok, alien, token_source="recorded")
+    partial = [*kept[:4], conv[4]]
+    assert "[1] have no recorded token ids" in build_chat(tok, partial).fallback
+    with pytest.raises(ChatBuildError, match="not every assistant turn"):
+        build_chat(tok, conv, token_source="recorded")
+    report = drift_report(tok, [kept, rewritten, conv, alien])
+    assert (report.rows, report.recorded_rows, report.inconsistent_rows) == (4, 2, 1)
+    assert sum(report.errors.values()) == 1 and "not compared" in report.summary()
