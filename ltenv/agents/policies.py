@@ -587,8 +587,9 @@ class NopPolicy(Policy):
 
 class ReplayPolicy(Policy):
     """Replays the assistant messages of recorded trajectories (a JSONL of
-    :class:`ltenv.trajectory.Trajectory`), matched by (task, attempt), turn by turn. A turn past the
-    recording, or an episode not recorded, raises PolicyError."""
+    :class:`ltenv.trajectory.Trajectory`), matched by (task, attempt), turn by turn, with their reasoning
+    and tool calls (not their token ids: a replay samples nothing). A turn past the recording, or an
+    episode not recorded, raises PolicyError."""
 
     name = "replay"
 
@@ -598,12 +599,10 @@ class ReplayPolicy(Policy):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"no trajectory file at {self.path}")
-        self._replies: dict[tuple[str, int], list[str]] = {}
+        self._replies: dict[tuple[str, int], list[dict[str, Any]]] = {}
         models = set()
         for traj in TrajectoryStore(self.path).read(strict=True):
-            self._replies[traj.key] = [
-                str(m.get("content") or "") for m in traj.messages if m.get("role") == "assistant"
-            ]
+            self._replies[traj.key] = [m for m in traj.messages if m.get("role") == "assistant"]
             models.add(traj.model)
         self.model = models.pop() if len(models) == 1 else None
 
@@ -615,7 +614,10 @@ class ReplayPolicy(Policy):
             raise PolicyError(
                 f"the recorded episode of {ctx.task.name} attempt {ctx.attempt} has only {len(replies)} turns"
             )
-        return Completion(replies[ctx.turn])
+        m = replies[ctx.turn]
+        return Completion(
+            str(m.get("content") or ""), reasoning=m.get("reasoning_content"), tool_calls=m.get("tool_calls")
+        )
 
     def __repr__(self) -> str:
         return f"ReplayPolicy({str(self.path)!r})"

@@ -361,7 +361,7 @@ def build_chat(
         raise ChatBuildError("token_source='recorded' but not every assistant turn has recorded token ids")
     if token_source != "retokenize" and has_records:
         try:
-            recorded = recorded_tokens.recorded_turns_of(tokenizer, messages)
+            recorded = recorded_tokens.recorded_turns_of(tokenizer, messages, reasoning=reasoning == "mask")
         except recorded_tokens.RecordedTokensError as exc:
             if token_source == "recorded":
                 raise ChatBuildError(f"recorded token ids unusable: {exc}") from exc
@@ -416,7 +416,7 @@ def build_turns(
     source = "retokenized"
     if token_source != "retokenize" and recorded_tokens.has_recorded(messages):
         try:
-            per_turn = recorded_tokens.recorded_pairs_of(tokenizer, messages)
+            per_turn = recorded_tokens.recorded_pairs_of(tokenizer, messages, reasoning=reasoning == "mask")
             source = "recorded"
         except recorded_tokens.RecordedTokensError as exc:
             if token_source == "recorded":

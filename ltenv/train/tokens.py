@@ -109,10 +109,13 @@ def _reasoning_length(tokenizer: Any, prompt: list[int], completion: list[int]) 
     return 0
 
 
-def recorded_turns_of(tokenizer: Any, messages: Sequence[dict[str, Any]]) -> list[Turn]:
+def recorded_turns_of(
+    tokenizer: Any, messages: Sequence[dict[str, Any]], *, reasoning: bool = True
+) -> list[Turn]:
     """Per assistant turn: the context since the previous turn (recorded prompt minus the previous turn's
-    prompt + completion) and the recorded completion ids. :class:`RecordedTokensError` when a turn has no
-    record or its recorded prompt does not start with the previous turn's sequence."""
+    prompt + completion) and the recorded completion ids (``reasoning``: with the length of their reasoning
+    part, else 0). :class:`RecordedTokensError` when a turn has no record or its recorded prompt does not
+    start with the previous turn's sequence."""
     out: list[Turn] = []
     sequence: list[int] = []
     for t, (prompt, completion) in enumerate(_expand(tokenizer, messages)):
@@ -128,7 +131,7 @@ def recorded_turns_of(tokenizer: Any, messages: Sequence[dict[str, Any]]) -> lis
             Turn(
                 ctx=prompt[len(sequence) :],
                 ids=completion,
-                reasoning=_reasoning_length(tokenizer, prompt, completion),
+                reasoning=_reasoning_length(tokenizer, prompt, completion) if reasoning else 0,
             )
         )
         sequence = prompt + completion
@@ -136,11 +139,14 @@ def recorded_turns_of(tokenizer: Any, messages: Sequence[dict[str, Any]]) -> lis
 
 
 def recorded_pairs_of(
-    tokenizer: Any, messages: Sequence[dict[str, Any]]
+    tokenizer: Any, messages: Sequence[dict[str, Any]], *, reasoning: bool = True
 ) -> list[tuple[list[int], list[int], int]]:
     """Per assistant turn ``(prompt ids, completion ids, reasoning length)`` as recorded, whether or not the
-    prompts extend each other (one exact sequence per turn)."""
-    return [(p, c, _reasoning_length(tokenizer, p, c)) for p, c in _expand(tokenizer, messages)]
+    prompts extend each other (one exact sequence per turn); the length is 0 without ``reasoning``."""
+    return [
+        (p, c, _reasoning_length(tokenizer, p, c) if reasoning else 0)
+        for p, c in _expand(tokenizer, messages)
+    ]
 
 
 def drift_turns(tokenizer: Any, messages: Sequence[dict[str, Any]], text_turns: Sequence[Turn]) -> int | None:
@@ -232,7 +238,7 @@ def drift_report(
         report.recorded_rows += 1
         report.turns += len(pairs)
         try:
-            recorded_turns_of(tokenizer, messages)
+            recorded_turns_of(tokenizer, messages, reasoning=False)
         except RecordedTokensError:
             report.inconsistent_rows += 1
         try:
