@@ -60,8 +60,9 @@ class SFTDataArguments:
     split_rewritten: bool = field(
         default=False,
         metadata={
-            "help": "Build conversations where the template rewrites a turn (Qwen3 drops earlier reasoning) "
-            "as one sequence per turn, each turn trained as generated."
+            "help": "Build conversations where the template rewrites a turn (Qwen3 drops earlier reasoning), "
+            "or whose recorded token ids do not extend each other, as one sequence per turn, each turn "
+            "trained as generated."
         },
     )
     reasoning: str = field(
@@ -119,7 +120,8 @@ def tokenize(
     present but unusable: re-tokenized), ``compared_rows``/``drift_rows``/``drift_turns`` (re-tokenized ids
     that differ from the recorded ones), and ``skipped:<reason>`` per skipped row. ``reasoning`` and
     ``token_source`` are :func:`ltenv.train.build_chat`'s; ``split_rewritten`` builds a conversation in which
-    the template rewrites a turn (Qwen3 dropping old reasoning) as one sequence per turn instead."""
+    the template rewrites a turn (Qwen3 dropping old reasoning), or whose recorded token ids do not extend
+    each other, as one sequence per turn instead (from the recorded ids where there are some)."""
     from ltenv.train import ChatBuildError, PrefixBreakError, build_chat, build_turns
 
     if on_prefix_break not in ("split", "skip"):
@@ -148,10 +150,12 @@ def tokenize(
                 try:
                     items = [build_chat(tokenizer, messages, max_length=max_length, **opts)]
                     status = "ok"
-                    if split_rewritten and items[0].rewritten_turns:
+                    if split_rewritten and (items[0].rewritten_turns or items[0].fallback):
+                        # one exact sequence per turn: rendered as the newest message, or as recorded
                         first = items[0]
                         items = build_turns(tokenizer, messages, max_length=max_length, **opts)
-                        items[0].drift_turns, items[0].fallback = first.drift_turns, first.fallback
+                        items[0].drift_turns = first.drift_turns
+                        items[0].fallback = "" if items[0].token_source == "recorded" else first.fallback
                         status = "split"
                 except PrefixBreakError:
                     if on_prefix_break == "skip":

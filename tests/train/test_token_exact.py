@@ -293,3 +293,29 @@ def test_recorded_ids_consistency_fallback_and_errors(think_model: Path) -> None
     report = drift_report(tok, [kept, rewritten, conv, alien])
     assert (report.rows, report.recorded_rows, report.inconsistent_rows) == (4, 2, 1)
     assert sum(report.errors.values()) == 1 and "not compared" in report.summary()
+
+
+def test_sft_counts_fallbacks_and_splits_inconsistent_recordings(think_model: Path) -> None:
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from ltenv.trajectory import recorded_turns
+
+    tok = AutoTokenizer.from_pretrained(think_model, local_files_only=True)
+    conv = [
+        {"role": "user", "content": "Task: list /app"},
+        {"role": "assistant", "content": reply("ls /app"), "reasoning_content": "Look first."},
+        {"role": "user", "content": "New Terminal Output:\nseed.txt"},
+        {"role": "assistant", "content": reply(complete=True), "reasoning_content": "Done."},
+    ]
+    rewritten = _recorded(tok, conv, rewrite=True)
+    ds = Dataset.from_list([{"messages": rewritten}, {"messages": _recorded(tok, conv)}])
+    sft = _sft_module()
+    _, stats = sft.tokenize(ds, tok, max_length=None)
+    assert (stats["recorded_rows"], stats["fallback_rows"], stats["compared_rows"]) == (1, 1, 2)
+    split, stats = sft.tokenize(ds, tok, max_length=None, split_rewritten=True)
+    assert (stats["recorded_rows"], stats["fallback_rows"], stats["split_rows"]) == (2, 0, 1)
+    prompt, completion = recorded_turns(rewritten)[0]
+    assert split[0]["input_ids"] == prompt + completion
+    _, stats = sft.tokenize(ds, tok, max_length=None, token_source="retokenize")
+    assert (stats["recorded_rows"], stats["compared_rows"], stats["drift_rows"]) == (0, 2, 2)
