@@ -126,6 +126,10 @@ def tokenize(
 
     if on_prefix_break not in ("split", "skip"):
         raise ValueError(f"on_prefix_break must be 'split' or 'skip', not {on_prefix_break!r}")
+    if reasoning not in ("train", "mask"):
+        raise ValueError(f"reasoning must be 'train' or 'mask', not {reasoning!r}")
+    if token_source not in ("auto", "recorded", "retokenize"):
+        raise ValueError(f"token_source must be 'auto', 'recorded' or 'retokenize', not {token_source!r}")
 
     def fn(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {
