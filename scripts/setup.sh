@@ -21,6 +21,7 @@ install_system() {
   command -v pasta >/dev/null || missing+=(passt)  # user-mode networking for allow_internet sandboxes
   /sbin/ldconfig -p 2>/dev/null | grep -q libseccomp.so.2 || missing+=(libseccomp2)  # the syscall filter
   command -v chromium >/dev/null || missing+=(chromium)  # headless, for the HTML report's tests
+  command -v g++ >/dev/null || missing+=(g++)  # DeepSpeed compiles its ops just in time
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
       log "missing system packages: ${missing[*]} (not root: install them yourself; docker-backed steps will skip)"
@@ -63,8 +64,17 @@ install_python() {
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -U pip
   # torch: the CPU build by default (a plain `torch` would pull the multi-GB CUDA build); GPU users set
   # LTENV_TORCH to a spec of their choice, e.g. LTENV_TORCH="torch==2.13.0" with their index configured.
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev,hf,ray]" \
-    "${LTENV_TORCH:-torch==2.13.0}"
+  # deepspeed: DS_BUILD_OPS=0 installs it without compiling ops (they build just in time, see below)
+  DS_BUILD_OPS=0 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    -e "$ROOT[dev,hf,ray,deepspeed]" "${LTENV_TORCH:-torch==2.13.0}"
+  # Compile now the op every DeepSpeed run on CPU loads (shared-memory collectives, ~40 s on 2 cores) rather
+  # than inside the first training run; on a GPU machine this builds nothing.
+  "$VENV/bin/python" - <<'PY' 2>/dev/null || log "DeepSpeed's CPU comm op did not build (DeepSpeed on CPU will retry)"
+from deepspeed.accelerator import get_accelerator
+
+if get_accelerator().device_name() == "cpu":
+    get_accelerator().create_op_builder("ShareMemCommBuilder").load(verbose=False)
+PY
   echo "$want" >"$stamp"
 }
 

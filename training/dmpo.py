@@ -22,6 +22,7 @@ from trl import ModelConfig, TrlParser, get_peft_config
 
 from ltenv.data import align_messages, read_dataset
 from ltenv.train.dmpo import DMPOConfig, DMPOTrainer
+from ltenv.train.launch import LaunchConfigError, check_launch
 
 logger = logging.getLogger("training.dmpo")
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -56,10 +57,18 @@ def load_pairs(paths: list[str]) -> Dataset:
     return concatenate_datasets(align_messages(parts, PAIR_COLUMNS)) if len(parts) > 1 else parts[0]
 
 
+def make_parser() -> TrlParser:
+    """This script's argument parser: ``ScriptArguments``, ``DMPOConfig``, ``ModelConfig``."""
+    return TrlParser((ScriptArguments, DMPOConfig, ModelConfig))
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = TrlParser((ScriptArguments, DMPOConfig, ModelConfig))
-    script_args, args, model_args = parser.parse_args_and_config(args=argv)
+    script_args, args, model_args = make_parser().parse_args_and_config(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        check_launch(args)
+    except LaunchConfigError as e:
+        raise SystemExit(str(e)) from None
     if not script_args.dataset_path:
         raise SystemExit(
             "--dataset_path is required (one or more .jsonl/.parquet files from `ltenv export pairs`)"

@@ -338,9 +338,20 @@ def main(data_args: SFTDataArguments, training_args: Any, model_args: Any) -> An
     return trainer
 
 
-if __name__ == "__main__":
+def make_parser() -> Any:
+    """This script's argument parser: ``SFTDataArguments``, TRL's ``SFTConfig`` and ``ModelConfig``."""
     from trl import ModelConfig, SFTConfig, TrlParser
 
+    return TrlParser((SFTDataArguments, SFTConfig, ModelConfig))
+
+
+if __name__ == "__main__":
+    from ltenv.train.launch import LaunchConfigError, check_launch
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    parser = TrlParser((SFTDataArguments, SFTConfig, ModelConfig))
-    main(*parser.parse_args_and_config())
+    parsed = make_parser().parse_args_and_config()
+    try:
+        check_launch(parsed[1])
+    except LaunchConfigError as e:
+        raise SystemExit(str(e)) from None
+    main(*parsed)
