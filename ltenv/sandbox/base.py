@@ -132,6 +132,8 @@ class Sandbox(abc.ABC):
     """
 
     spec: SandboxSpec
+    env: dict[str, str]
+    """The environment commands run with: :data:`DEFAULT_ENV`, then the image's, then :attr:`spec`'s."""
     primary_pty: PtyProcess | None = None
     """The program requested with ``start(pty=...)``, until a caller takes it."""
     setup: SandboxSetup | None = None

@@ -89,17 +89,19 @@ def static_busybox() -> str | None:
     return None
 
 
-SHIMS_VERSION = "2"
-"""Part of the command-shim cache key: bump when trusted.py writes them differently."""
+@functools.cache
+def _shim_writer_digest() -> str:
+    """Part of the command-shim cache key: the code that writes them (a change to it means new shims)."""
+    return hashlib.sha256((Path(__file__).with_name("trusted.py")).read_bytes()).hexdigest()
 
 
 def _shim_cache(layers: list[str], path: str) -> dict[str, str]:
     """Where this image's command shims are cached on the host (written by the first verification)."""
     from ltenv.sandbox.images import cache_dir
 
-    key = hashlib.sha256(json.dumps([SHIMS_VERSION, layers, path, static_busybox()]).encode()).hexdigest()[
-        :24
-    ]
+    key = hashlib.sha256(
+        json.dumps([_shim_writer_digest(), layers, path, static_busybox()]).encode()
+    ).hexdigest()[:24]
     root = cache_dir() / "verifier-shims"
     try:
         root.mkdir(parents=True, exist_ok=True)

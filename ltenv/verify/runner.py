@@ -122,7 +122,7 @@ def _verify(
 
 def _verifier_env(sandbox: Sandbox, spec: VerifierSpec) -> dict[str, str]:
     """The sandbox's configured environment (never the agent shell's) with the verifier's over it."""
-    return {**DEFAULT_ENV, **(getattr(sandbox, "env", None) or {}), **spec.env}
+    return {**DEFAULT_ENV, **sandbox.env, **spec.env}
 
 
 def _files_tar(spec: VerifierSpec) -> bytes:

@@ -260,3 +260,24 @@ def test_a_script_calling_pytest_main_is_pinned_and_reported_too(backend, store,
     res, _ = _episode(task, backend, store, agent=FORCE_PASS)
     assert res.reward == 0.0 and res.status == "ok", (res.error, res.output[-1500:])
     assert "1 failed, 1 passed" in res.output  # the planted conftest.py was not loaded
+
+
+@pytest.mark.slow
+@pytest.mark.bwrap
+def test_a_console_script_runs_with_the_python_its_shebang_names(store, tmp_path, bwrap_ok):
+    """An image with two Pythons: a venv first on PATH (no system site-packages) and a tool whose `#!` names
+    the system python3. The verifier's pristine copy of the tool must run with the system interpreter (where
+    pytest is installed), not with the first python3 on PATH."""
+    task_sh = "#!/bin/bash\nmkdir -p /logs/verifier\ngreetcheck > /logs/verifier/tool.txt 2>&1\n"
+    task_sh += 'if grep -qx "tool ok" /logs/verifier/tool.txt; then echo 1; else echo 0; fi > /logs/verifier/reward.txt\n'
+    task = _task_copy(tmp_path, task_sh)
+    (task.path / "environment" / "Dockerfile").write_text(
+        "FROM ltenv/base:bookworm\nWORKDIR /app\nCOPY seed.txt /app/seed.txt\n"
+        "RUN python3 -m venv --without-pip /opt/venv \\\n"
+        " && printf '#!/usr/bin/python3\\nimport pytest\\nprint(\"tool ok\")\\n' > /usr/local/bin/greetcheck \\\n"
+        " && chmod +x /usr/local/bin/greetcheck\n"
+        "ENV PATH=/opt/venv/bin:$PATH\n"
+    )
+    task = load_task(task.path)
+    res, _ = _episode(task, "bwrap", store)
+    assert res.error is None and res.reward == 1.0, (res.error, res.output[-2000:])
