@@ -1133,10 +1133,19 @@ def export_pairs_cmd(
     max_turns: MaxTurnsOpt = None,
     dedupe: DedupeOpt = True,
     tokenizer: TokenizerOpt = None,
+    branch: Annotated[
+        bool,
+        typer.Option(
+            "--branch",
+            help="Only branching pairs: episodes of the same task, seed and prompt that agree on their first "
+            "turns and part later (the shared turns go into the prompt; branch_turn counts them).",
+        ),
+    ] = False,
 ) -> None:
     """Multi-turn preference pairs {"prompt", "chosen", "rejected"}: episodes of the same task and prompt,
-    the higher reward chosen, ties dropped. Assistant messages keep their reasoning_content, tool_calls and
-    recorded token ids."""
+    the higher reward chosen, ties dropped. The prompt holds what both episodes share (with the assistant
+    turns they agree on, counted in branch_turn). Assistant messages keep their reasoning_content,
+    tool_calls and recorded token ids."""
     from ltenv.data import ExportStats, export_pairs
 
     _quiet_datasets()
@@ -1153,12 +1162,16 @@ def export_pairs_cmd(
         max_turns=max_turns,
         dedupe=dedupe,
         stats=stats,
+        branch=branch,
     )
     n_tasks = len(set(ds["task"]))
     out.print(
         f"{ds.num_rows} pair(s) ({n_tasks} task(s)) from {len(trajs)} episode(s) -> {out_file}",
         highlight=False,
     )
+    n_branch = sum(k > 0 for k in ds["branch_turn"])
+    if n_branch:
+        out.print(f"{n_branch} pair(s) branch at a later turn (shared turns in the prompt)", highlight=False)
     if stats.summary():
         out.print(stats.summary(), highlight=False)
     sides = [r["prompt"] + r[side] for r in ds for side in ("chosen", "rejected")]

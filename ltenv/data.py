@@ -20,7 +20,8 @@ reward 0). Pass an :class:`ExportStats` as ``stats=`` to learn how many episodes
   exports of plain trajectories stay ``{role, content}``.
 - :func:`export_pairs`: ``{"prompt": [...], "chosen": [...], "rejected": [...]}``: TRL's conversational
   preference format, with ``chosen``/``rejected`` multi-turn continuations (assistant and observation
-  turns) of the same prompt (the messages before the first assistant turn).
+  turns) of the same prompt (the messages the two episodes share: the instruction, and the assistant turns
+  they agree on when they branch at a later turn, counted in ``branch_turn``).
 - :func:`import_sharegpt`: the released LiteCoder-Terminal-SFT shape ``conversations: [{from, value}]``
   into ``{"messages": [...]}``.
 
@@ -198,6 +199,31 @@ def _split_prompt(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]],
     return messages[:first], messages[first:]
 
 
+def _same_turn(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two messages say the same (recorded token records and log-probs aside: two samples of the
+    same text differ there)."""
+    return {k: v for k, v in a.items() if k != "tokens"} == {k: v for k, v in b.items() if k != "tokens"}
+
+
+def branch_point(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> int:
+    """Where two conversations of the same task part: the index of the first message of their
+    continuations, the longest shared prefix of messages that ends right before an assistant turn in both.
+
+    The shared prefix holds the instruction and every assistant turn (with its observation) the two agree
+    on; ``a[:i]`` (== ``b[:i]``) is a preference pair's prompt and ``a[i:]``/``b[i:]`` its continuations,
+    which start with an assistant turn. When the same reply met different observations (a non-deterministic
+    environment), that reply starts the continuations; neither continuation is ever empty. Returns 0 when
+    no such prefix exists (the messages before the first assistant turn differ).
+    """
+    n = 0
+    while n < min(len(a), len(b)) and _same_turn(a[n], b[n]):
+        n += 1
+    for i in range(min(n, len(a) - 1, len(b) - 1), -1, -1):
+        if a[i].get("role") == "assistant" and b[i].get("role") == "assistant":
+            return i
+    return 0
+
+
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -268,6 +294,7 @@ def features(kind: str, message_fields: tuple[str, ...] = ()) -> Features:
             "rejected_attempt": Value("int64"),
             "chosen_turns": Value("int64"),
             "rejected_turns": Value("int64"),
+            "branch_turn": Value("int64"),
         }
     )
 
@@ -497,6 +524,15 @@ class _Candidate:
     may_be_chosen: bool
 
 
+def _branch(a: _Candidate, b: _Candidate) -> tuple[list[dict], list[dict], list[dict], int]:
+    """``(prompt, chosen, rejected, branch_turn)`` of a pair: the prompt holds the assistant turns both
+    episodes share (see :func:`branch_point`), ``branch_turn`` is how many."""
+    full_a, full_b = a.prompt + a.continuation, b.prompt + b.continuation
+    i = branch_point(full_a, full_b) or len(a.prompt)
+    k = sum(m["role"] == "assistant" for m in full_a[:i])
+    return full_a[:i], full_a[i:], full_b[i:], k
+
+
 def preference_pairs(
     trajectories: TrajectorySource | Iterable[TrajectorySource],
     *,
@@ -508,13 +544,14 @@ def preference_pairs(
     dedupe: bool = True,
     exclude_terminations: Iterable[str] = INFRA_TERMINATIONS,
     stats: ExportStats | None = None,
+    branch: bool = False,
 ) -> list[dict[str, Any]]:
     """The rows :func:`export_pairs` builds, as plain dicts."""
     wanted = set(domains) if domains is not None else None
     exclude = set(exclude_terminations)
     warn = stats is None  # a caller who passes stats reports them itself
     stats = stats if stats is not None else ExportStats()
-    groups: dict[tuple[str, str], list[_Candidate]] = {}
+    groups: dict[tuple[str, ...], list[_Candidate]] = {}
     for i, traj in enumerate(load_trajectories(trajectories)):
         stats.episodes += 1
         if not _selected(traj, wanted, max_turns):
@@ -540,10 +577,12 @@ def preference_pairs(
             reward=0.0 if rejected_only else float(traj.reward),
             may_be_chosen=not rejected_only,
         )
-        groups.setdefault((traj.task, _digest(prompt)), []).append(cand)
+        # branching pairs replay the same environment instance: the same seed as well as the same prompt
+        key = (traj.task, _digest(prompt), str(traj.seed) if branch else "")
+        groups.setdefault(key, []).append(cand)
 
     by_task: dict[str, list[tuple[_Candidate, _Candidate]]] = {}
-    for (task, _), cands in sorted(groups.items()):
+    for (task, *_), cands in sorted(groups.items()):
         cands.sort(key=lambda c: (-c.reward, c.traj.run, c.traj.attempt, c.index))
         for a in cands:
             if not a.may_be_chosen:
@@ -551,6 +590,8 @@ def preference_pairs(
             for b in cands:
                 margin = a.reward - b.reward
                 if margin > 0 and margin >= min_margin:
+                    if branch and _branch(a, b)[3] == 0:
+                        continue  # not a branching pair: they part at the first turn
                     by_task.setdefault(task, []).append((a, b))
 
     rng = random.Random(seed)
@@ -561,7 +602,7 @@ def preference_pairs(
         if dedupe:
             unique = []
             for a, b in pairs:
-                h = _digest([a.prompt, a.continuation, b.continuation])
+                h = _digest(list(_branch(a, b)[:3]))
                 if h not in seen:
                     seen.add(h)
                     unique.append((a, b))
@@ -570,11 +611,12 @@ def preference_pairs(
             keep = sorted(rng.sample(range(len(pairs)), max_pairs_per_task))
             pairs = [pairs[j] for j in keep]
         for a, b in pairs:
+            prompt, chosen, rejected, k = _branch(a, b)
             rows.append(
                 {
-                    "prompt": a.prompt,
-                    "chosen": a.continuation,
-                    "rejected": b.continuation,
+                    "prompt": prompt,
+                    "chosen": chosen,
+                    "rejected": rejected,
                     "task": task,
                     "domain": a.traj.domain,
                     "difficulty": a.traj.difficulty,
@@ -585,8 +627,9 @@ def preference_pairs(
                     "rejected_run": b.traj.run,
                     "chosen_attempt": a.traj.attempt,
                     "rejected_attempt": b.traj.attempt,
-                    "chosen_turns": sum(m["role"] == "assistant" for m in a.continuation),
-                    "rejected_turns": sum(m["role"] == "assistant" for m in b.continuation),
+                    "chosen_turns": sum(m["role"] == "assistant" for m in chosen),
+                    "rejected_turns": sum(m["role"] == "assistant" for m in rejected),
+                    "branch_turn": k,
                 }
             )
     if warn:
@@ -606,12 +649,20 @@ def export_pairs(
     dedupe: bool = True,
     exclude_terminations: Iterable[str] = INFRA_TERMINATIONS,
     stats: ExportStats | None = None,
+    branch: bool = False,
 ) -> Dataset:
     """Multi-turn preference pairs. Episodes are grouped by task and prompt (the messages before the first
     assistant turn: system + first user message); within a group every two episodes with different
     rewards make a pair, the higher reward ``chosen`` (ties dropped), if the reward difference is at least
     ``min_margin``. ``max_pairs_per_task`` keeps a random subset (``random.Random(seed)``) of each task's
     pairs; the result is deterministic given the input order and ``seed``.
+
+    A pair's ``prompt`` is everything the two episodes share (:func:`branch_point`): the instruction and
+    every assistant turn, with its observation, on which they agree; ``branch_turn`` counts those turns
+    (0 when they part at the first reply) and ``chosen``/``rejected`` continue from there. DMPO trains the
+    continuations only, its turn weights starting at the branch turn. ``branch=True`` keeps only branching
+    pairs (``branch_turn >= 1``: episodes of the same task, seed and prompt that agree on their first
+    turns and part later, e.g. rollouts resumed from a replayed prefix), the most informative pairs.
 
     Episodes ended by infrastructure (``exclude_terminations``) and episodes whose verifier reported
     ``verifier_error`` are left out; a ``tampered`` episode may only be ``rejected``, with reward 0 whatever
@@ -620,7 +671,8 @@ def export_pairs(
     Columns: ``prompt``, ``chosen``, ``rejected`` (lists of ``{role, content}``; ``chosen``/``rejected``
     start with an assistant turn and end with the episode's last assistant turn), ``task``, ``domain``,
     ``difficulty``, ``chosen_reward``, ``rejected_reward``, ``margin``, ``chosen_run``, ``rejected_run``,
-    ``chosen_attempt``, ``rejected_attempt``, ``chosen_turns``, ``rejected_turns``.
+    ``chosen_attempt``, ``rejected_attempt``, ``chosen_turns``, ``rejected_turns`` (assistant turns of
+    each continuation), ``branch_turn``.
     """
     ds = _dataset(
         preference_pairs(
@@ -633,6 +685,7 @@ def export_pairs(
             dedupe=dedupe,
             exclude_terminations=exclude_terminations,
             stats=stats,
+            branch=branch,
         ),
         features("pairs"),
     )

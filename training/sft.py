@@ -5,8 +5,10 @@ or Parquet, any number of files. Every conversation is pre-tokenized with :func:
 (the model's own chat template; each turn's prompt is exactly what the policy was given) into ``input_ids``
 + ``assistant_masks``, the pre-tokenized form TRL 1.16's ``SFTTrainer`` turns into labels: the loss is on
 every assistant turn (content + ``<|im_end|>``) and nothing else. Conversations longer than ``max_length``
-lose their latest whole turns; conversations that cannot be used (no room for the first turn, empty turn...)
-are skipped, counted, logged and written to ``OUTPUT_DIR/data_stats.json``. Templates that rewrite history
+are fitted by ``--truncation`` (:mod:`ltenv.train.truncate`; default ``elide_middle``: middle observations
+shortened, then middle turns dropped, the instruction and the last turn always kept; ``drop_latest`` keeps
+the earliest turns that fit); conversations that cannot be used (no room for the instruction and last turn,
+empty turn...) are skipped, counted, logged and written to ``OUTPUT_DIR/data_stats.json``. Templates that rewrite history
 so that no single sequence fits every turn's prompt (Qwen3 hybrid with ``enable_thinking=False``) are split
 into one sequence per turn (``--on_prefix_break split``, default) or skipped (``skip``).
 
@@ -78,6 +80,14 @@ class SFTDataArguments:
             "'recorded': skip rows without usable ones; 'retokenize': ignore them."
         },
     )
+    truncation: str = field(
+        default="elide_middle",
+        metadata={
+            "help": "Conversations longer than max_length: 'elide_middle' (shorten middle observations, then "
+            "drop middle turns; instruction and last turn kept), 'drop_latest' (keep the earliest turns "
+            "that fit) or 'error'. See ltenv.train.truncate."
+        },
+    )
     merge_adapter: bool = field(
         default=False,
         metadata={"help": "With --use_peft: also save base+adapter merged in OUTPUT_DIR/merged."},
@@ -113,6 +123,7 @@ def tokenize(
     reasoning: str = "train",
     token_source: str = "auto",
     split_rewritten: bool = False,
+    truncation: str = "elide_middle",
 ) -> tuple[Any, Counter[str]]:
     """``{"messages"}`` rows → ``{"input_ids", "assistant_masks"}`` rows (TRL's pre-tokenized form) and
     counters: ``rows``, ``kept``, ``split_rows``, ``truncated_rows``, ``truncated_turns``,
@@ -121,8 +132,15 @@ def tokenize(
     that differ from the recorded ones), and ``skipped:<reason>`` per skipped row. ``reasoning`` and
     ``token_source`` are :func:`ltenv.train.build_chat`'s; ``split_rewritten`` builds a conversation in which
     the template rewrites a turn (Qwen3 dropping old reasoning), or whose recorded token ids do not extend
-    each other, as one sequence per turn instead (from the recorded ids where there are some)."""
+    each other, as one sequence per turn instead (from the recorded ids where there are some).
+
+    ``truncation`` (:mod:`ltenv.train.truncate`) fits conversations longer than ``max_length``:
+    ``"elide_middle"`` counts ``truncated_rows``, ``shortened_observations``, ``elided_tokens`` and
+    ``dropped_turns`` (middle turns), and skips what cannot fit as ``skipped:DoesNotFit``; ``"drop_latest"``
+    counts ``truncated_rows`` and ``truncated_turns`` (latest turns dropped); ``"error"`` raises
+    ``ValueError`` naming the first row that does not fit."""
     from ltenv.train import ChatBuildError, PrefixBreakError, build_chat, build_turns
+    from ltenv.train.truncate import check_policy, fit_conversations, token_counter
 
     if on_prefix_break not in ("split", "skip"):
         raise ValueError(f"on_prefix_break must be 'split' or 'skip', not {on_prefix_break!r}")
@@ -130,14 +148,22 @@ def tokenize(
         raise ValueError(f"reasoning must be 'train' or 'mask', not {reasoning!r}")
     if token_source not in ("auto", "recorded", "retokenize"):
         raise ValueError(f"token_source must be 'auto', 'recorded' or 'retokenize', not {token_source!r}")
+    check_policy(truncation)
+    count_tokens = token_counter(tokenizer)
 
-    def fn(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    def fn(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {
-            k: [] for k in ("input_ids", "assistant_masks", "_status", "_trunc", "_rewr", "_tok")
+            k: [] for k in ("input_ids", "assistant_masks", "_status", "_trunc", "_rewr", "_tok", "_fit")
         }
 
         def emit(
-            ids: list[int], mask: list[int], status: str, trunc: int = 0, rewr: int = 0, tok: Any = None
+            ids: list[int],
+            mask: list[int],
+            status: str,
+            trunc: int = 0,
+            rewr: int = 0,
+            tok: Any = None,
+            fit: Any = None,
         ) -> None:
             out["input_ids"].append(ids)
             out["assistant_masks"].append(mask)
@@ -146,26 +172,57 @@ def tokenize(
             out["_rewr"].append(rewr)
             # [built from recorded ids, re-tokenization drift in turns (-1: nothing recorded), fell back]
             out["_tok"].append(tok or [0, -1, 0])
+            # elide_middle: [observations shortened, tokens elided, middle turns dropped]
+            out["_fit"].append(fit or [0, 0, 0])
 
         opts = {"template_kwargs": template_kwargs, "reasoning": reasoning, "token_source": token_source}
 
-        for messages in batch["messages"]:
+        def build(messages: list[dict[str, Any]], limit: int | None) -> tuple[list[Any], str]:
             try:
-                try:
-                    items = [build_chat(tokenizer, messages, max_length=max_length, **opts)]
-                    status = "ok"
-                    if split_rewritten and (items[0].rewritten_turns or items[0].fallback):
-                        # one exact sequence per turn: rendered as the newest message, or as recorded
-                        first = items[0]
-                        items = build_turns(tokenizer, messages, max_length=max_length, **opts)
-                        items[0].drift_turns = first.drift_turns
-                        items[0].fallback = "" if items[0].token_source == "recorded" else first.fallback
-                        status = "split"
-                except PrefixBreakError:
-                    if on_prefix_break == "skip":
-                        raise
-                    items = build_turns(tokenizer, messages, max_length=max_length, **opts)
+                items = [build_chat(tokenizer, messages, max_length=limit, **opts)]
+                status = "ok"
+                if split_rewritten and (items[0].rewritten_turns or items[0].fallback):
+                    # one exact sequence per turn: rendered as the newest message, or as recorded
+                    first = items[0]
+                    items = build_turns(tokenizer, messages, max_length=limit, **opts)
+                    items[0].drift_turns = first.drift_turns
+                    items[0].fallback = "" if items[0].token_source == "recorded" else first.fallback
                     status = "split"
+            except PrefixBreakError:
+                if on_prefix_break == "skip":
+                    raise
+                items = build_turns(tokenizer, messages, max_length=limit, **opts)
+                status = "split"
+            return items, status
+
+        for row, messages in zip(indices, batch["messages"], strict=True):
+            fit = None
+            try:
+                if truncation == "drop_latest" or max_length is None:
+                    items, status = build(messages, max_length)
+                else:
+                    built: list[tuple[list[dict[str, Any]], tuple[list[Any], str]]] = []
+
+                    def measure(msgs: list[dict[str, Any]], built: list[Any] = built) -> int:
+                        result = build(msgs, None)
+                        built.append((msgs, result))
+                        return max(len(x) for x in result[0])
+
+                    longest = measure(messages)
+                    if longest > max_length and truncation == "error":
+                        raise ValueError(
+                            f"row {row}: the conversation is {longest} tokens, longer than "
+                            f"max_length={max_length} (truncation='error')"
+                        )
+                    done = fit_conversations(
+                        [messages], max_length, measure=measure, count_tokens=count_tokens
+                    )
+                    fitted = done.conversations[0]
+                    items, status = next((r for m, r in reversed(built) if m == fitted), None) or build(
+                        fitted, None
+                    )
+                    if done.changed:
+                        fit = [done.shortened_observations, done.elided_tokens, done.dropped_turns]
             except ChatBuildError as e:
                 emit([], [], f"skipped:{type(e).__name__}: {str(e).split(':')[0][:80]}")
                 continue
@@ -177,18 +234,25 @@ def tokenize(
                 if k == 0:
                     drift = -1 if x.drift_turns is None else x.drift_turns
                     tok = [int(x.token_source == "recorded"), drift, int(bool(x.fallback))]
-                    emit(x.input_ids, mask, status, x.truncated_turns, x.rewritten_turns, tok)
+                    emit(x.input_ids, mask, status, x.truncated_turns, x.rewritten_turns, tok, fit)
                 else:
                     emit(x.input_ids, mask, "split_extra")
         return out
 
     cols = dataset.column_names
     ds = dataset.map(
-        fn, batched=True, batch_size=64, remove_columns=cols, num_proc=num_proc, desc="build_chat"
+        fn,
+        batched=True,
+        with_indices=True,
+        batch_size=64,
+        remove_columns=cols,
+        num_proc=num_proc,
+        desc="build_chat",
     )
     stats: Counter[str] = Counter()
     stats["rows"] = len(dataset)
-    for status, trunc, rewr, tok in zip(ds["_status"], ds["_trunc"], ds["_rewr"], ds["_tok"], strict=True):
+    columns = (ds["_status"], ds["_trunc"], ds["_rewr"], ds["_tok"], ds["_fit"])
+    for status, trunc, rewr, tok, fit in zip(*columns, strict=True):
         if status in ("ok", "split"):
             recorded, drift, fell_back = tok
             stats["recorded_rows"] += recorded
@@ -202,22 +266,29 @@ def tokenize(
         elif status in ("ok", "split"):
             stats["kept"] += 1
             stats["split_rows"] += status == "split"
-            stats["truncated_rows"] += trunc > 0
+            stats["truncated_rows"] += trunc > 0 or any(fit)
             stats["truncated_turns"] += trunc
             stats["rewritten_turns"] += rewr
+            stats["shortened_observations"] += fit[0]
+            stats["elided_tokens"] += fit[1]
+            stats["dropped_turns"] += fit[2]
     ds = ds.filter(lambda s: not s.startswith("skipped:"), input_columns="_status")
-    return ds.remove_columns(["_status", "_trunc", "_rewr", "_tok"]), stats
+    return ds.remove_columns(["_status", "_trunc", "_rewr", "_tok", "_fit"]), stats
 
 
 def _log_stats(name: str, stats: Counter[str]) -> None:
     skipped = sum(v for k, v in stats.items() if k.startswith("skipped:"))
     logger.warning(
-        "%s: %d conversations, %d kept, %d skipped, %d truncated (%d turns dropped), %d rewritten turns",
+        "%s: %d conversations, %d kept, %d skipped, %d truncated (%d observations shortened by %d tokens, "
+        "%d middle turns dropped, %d latest turns dropped), %d rewritten turns",
         name,
         stats["rows"],
         stats["kept"],
         skipped,
         stats["truncated_rows"],
+        stats["shortened_observations"],
+        stats["elided_tokens"],
+        stats["dropped_turns"],
         stats["truncated_turns"],
         stats["rewritten_turns"],
     )
@@ -272,6 +343,7 @@ def build_trainer(data_args: SFTDataArguments, training_args: Any, model_args: A
         "split_rewritten": data_args.split_rewritten,
         "reasoning": data_args.reasoning,
         "token_source": data_args.token_source,
+        "truncation": data_args.truncation,
         "num_proc": training_args.dataset_num_proc,
     }
     raw = read_messages(data_args.train_files)

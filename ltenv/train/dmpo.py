@@ -11,6 +11,18 @@ observation tokens are masked. ``φ(t,T) = (1-γ^(T-t))/(1-γ^T)`` (``phi="paper
 ``γ^t (1-γ^(T-t))/(1-γ^T)`` (``phi="code"``, the authors' released variant); both give ``(T-t)/T`` as γ→1 and
 ``φ = 1`` when ``T = 1``, where the loss is TRL's DPO sigmoid loss.
 
+Branching pairs: when chosen and rejected share their first ``k`` assistant turns (the prompt holds them:
+``ltenv export pairs`` puts every turn both episodes agree on there, ``branch_turn = k``), the pair's common
+state is ``s_k`` and the sums run over the continuations only: ``t`` counts from the branch point (turn
+``k`` of the episode is ``t = 0``, with the first weight ``φ(0,T)``), ``T`` is the continuation's number of
+assistant turns, and the prompt's assistant turns are context (label ``-100``, weight 0). Shared turns
+weighted into both sums would not cancel when ``T_w ≠ T_l``; as context they carry no preference, as they
+should.
+
+Long trajectories are fitted into ``max_length`` by ``DMPOConfig.truncation`` (:mod:`ltenv.train.truncate`),
+the shared prompt identically on both sides. A turn keeps its position ``t`` (and ``φ(t,T)``, with ``T`` the
+continuation's full length) when earlier turns are dropped; dropped turns only lose their terms.
+
 Implementation: every trajectory is tokenized once with :func:`ltenv.train.chat.build_chat` (labels ``-100``
 off assistant tokens, ``turn_index`` = ``t`` on the tokens of assistant turn ``t``) and each token gets the
 weight ``φ(turn_index, T)`` (0 on masked tokens). One forward pass over ``[chosen..., rejected...]`` through
@@ -132,14 +144,21 @@ class DMPOConfig(DPOConfig):
             ``"recorded"`` treats a trajectory without usable ones as a bad row; ``"retokenize"`` ignores them.
             Rewritten turns, recorded/re-tokenized trajectories and the re-tokenization drift are logged per
             dataset and kept in ``trainer.data_stats``.
+        truncation (`str`, defaults to `"elide_middle"`): how a pair longer than ``max_length`` is fitted
+            (:mod:`ltenv.train.truncate`): ``"elide_middle"`` shortens middle observations, then drops middle
+            turns (the instruction and each side's last turn kept; a pair that still does not fit is a bad
+            row), ``"drop_latest"`` keeps the earliest turns that fit, ``"error"`` raises
+            :class:`DMPODataError` naming the row. Counts (``truncated_pairs``, ``shortened_observations``,
+            ``elided_tokens``, ``dropped_turns``, ``skipped_too_long``) are logged, kept in
+            ``trainer.data_stats`` and reported with the metrics as ``data/<name>``.
 
     ``beta`` (0.1), ``max_length``, ``precompute_ref_log_probs``, ``label_smoothing`` and the training arguments
     are DPOConfig's. ``loss_type`` is ``["sigmoid"]`` (DMPO's loss) or ``["sigmoid", "sft"]`` with
     ``loss_weights=[1.0, α]``: DMPO plus α times the chosen trajectories' mean per-token negative log-likelihood
     over their assistant turns (TRL's ``"sft"`` term; RPO). The likelihood term keeps the preference loss from
     lowering the chosen actions' probabilities along with the rejected ones, which small models and
-    high learning rates are prone to. ``truncation_mode`` is ``"keep_start"`` (truncation drops whole
-    trailing turns, see ``build_chat``).
+    high learning rates are prone to. ``truncation_mode`` is ``"keep_start"`` (TRL's own setting; DMPO's is
+    ``truncation``).
     """
 
     gamma: float = field(default=0.7, metadata={"help": "Discount γ of the DMPO turn weights φ(t, T)."})
@@ -164,6 +183,13 @@ class DMPOConfig(DPOConfig):
         metadata={
             "help": "'auto': recorded token ids where every turn has them, else re-tokenize; 'recorded': "
             "rows without usable ones are bad rows; 'retokenize': ignore them."
+        },
+    )
+    truncation: str = field(
+        default="elide_middle",
+        metadata={
+            "help": "Pairs longer than max_length: 'elide_middle' (shorten middle observations, then drop "
+            "middle turns), 'drop_latest' (keep the earliest turns that fit) or 'error'."
         },
     )
 
@@ -192,6 +218,9 @@ class DMPOConfig(DPOConfig):
             )
         if self.truncation_mode != "keep_start":
             raise ValueError("DMPO supports only truncation_mode='keep_start'")
+        from ltenv.train.truncate import check_policy
+
+        check_policy(self.truncation)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -212,7 +241,11 @@ def split_pair(example: dict[str, Any], row: int) -> tuple[list[dict], list[dict
     Accepts ``ltenv export pairs`` rows (``prompt`` + continuations starting with an assistant turn) and TRL's
     implicit-prompt rows (full ``chosen``/``rejected`` conversations). Messages before the first assistant turn
     belong to the prompt; if chosen and rejected then disagree on it, raises :class:`DMPODataError` naming the row.
+    Leading turns chosen and rejected share (same replies, same observations) move into the prompt too
+    (:func:`ltenv.data.branch_point`): the pair branches after them, so the prompt may hold assistant turns.
     """
+    from ltenv.data import branch_point
+
     prompt = _as_messages(example.get("prompt") or [], row, "prompt")
     chosen = _as_messages(example.get("chosen"), row, "chosen")
     rejected = _as_messages(example.get("rejected"), row, "rejected")
@@ -226,7 +259,9 @@ def split_pair(example: dict[str, Any], row: int) -> tuple[list[dict], list[dict
             f"row {row}: chosen and rejected do not share the prompt (the messages before their first "
             f"assistant turn differ: {len(chosen[:lc])} vs {len(rejected[:lr])} messages)"
         )
-    return prompt + chosen[:lc], chosen[lc:], rejected[lr:]
+    cut = branch_point(chosen, rejected) if lc < len(chosen) and lr < len(rejected) else 0
+    cut = max(cut, lc)
+    return prompt + chosen[:cut], chosen[cut:], rejected[cut:]
 
 
 def _tokenize_pair(
@@ -239,10 +274,13 @@ def _tokenize_pair(
     on_bad_row: str,
     reasoning: str = "train",
     token_source: str = "auto",
+    truncation: str = "elide_middle",
 ) -> dict[str, Any]:
-    from ltenv.train.chat import ChatBuildError, build_chat
+    from ltenv.train.chat import ChatBuildError, ChatTokens, build_chat
+    from ltenv.train.truncate import DoesNotFit, fit_conversations, token_counter
 
     prompt, chosen, rejected = split_pair(example, row)
+    k = sum(m["role"] == "assistant" for m in prompt)  # the branch turn: prompt turns are context
     out: dict[str, Any] = {
         "chosen_ids": [],
         "chosen_turn_index": [],
@@ -260,34 +298,91 @@ def _tokenize_pair(
         "dmpo_fallback": 0,
         "dmpo_compared": 0,
         "dmpo_drift": 0,
+        # truncation (ltenv.train.truncate) and branching: pair changed, observations shortened, tokens
+        # elided from them, turns dropped, skipped as too long; the branch turn k
+        "dmpo_truncated": 0,
+        "dmpo_shortened": 0,
+        "dmpo_elided": 0,
+        "dmpo_dropped": 0,
+        "dmpo_too_long": 0,
+        "dmpo_branch_turn": k,
     }
-    built = {}
-    for side, turns in (("chosen", chosen), ("rejected", rejected)):
-        n_turns = sum(m["role"] == "assistant" for m in turns)
-        try:
-            if n_turns == 0:
+    opts = {"reasoning": reasoning, "token_source": token_source}
+    sides = {"chosen": prompt + chosen, "rejected": prompt + rejected}
+    n_turns = {
+        side: sum(m["role"] == "assistant" for m in turns)
+        for side, turns in (("chosen", chosen), ("rejected", rejected))
+    }
+    built: dict[str, ChatTokens] = {}
+    kept: dict[str, list[int]] = {}
+    side = "chosen"
+    try:
+        for side in sides:
+            if n_turns[side] == 0:
                 raise ChatBuildError("no assistant turn")
-            ct = build_chat(
-                tokenizer,
-                prompt + turns,
-                max_length=max_length,
-                reasoning=reasoning,  # type: ignore[arg-type]
-                token_source=token_source,  # type: ignore[arg-type]
-            )
-            if not any(t >= 0 for t in ct.turn_index):
-                raise ChatBuildError("no assistant token left after truncation")
-        except ChatBuildError as exc:
-            msg = f"row {row}: {side}: {exc}"
-            if on_bad_row == "error":
-                raise DMPODataError(msg) from exc
-            out["dmpo_skip"] = msg
-            return out
-        built[side] = ct
-        out[f"{side}_ids"] = list(ct.input_ids)
-        out[f"{side}_turn_index"] = list(ct.turn_index)
-        # T is the trajectory's number of assistant turns; turns cut by max_length only lose their terms.
-        out[f"{side}_weights"] = token_weights(ct.turn_index, n_turns, gamma, phi)
-        out[f"{side}_n_turns"] = n_turns
+        if truncation == "elide_middle" and max_length is not None:
+            cache: list[tuple[list[dict], ChatTokens]] = []
+
+            def measure(msgs: list[dict]) -> int:
+                ct = next((c for m, c in reversed(cache) if m == msgs), None)
+                if ct is None:
+                    ct = build_chat(tokenizer, msgs, **opts)  # type: ignore[arg-type]
+                    cache.append((msgs, ct))
+                return len(ct)
+
+            for side, msgs in sides.items():  # noqa: B007 - the except below names the side
+                measure(msgs)
+            side = "pair"
+            try:
+                fit = fit_conversations(
+                    list(sides.values()),
+                    max_length,
+                    measure=measure,
+                    count_tokens=token_counter(tokenizer),
+                    shared=len(prompt),
+                )
+            except DoesNotFit:
+                out["dmpo_too_long"] = 1
+                raise
+            for name, msgs, turns in zip(sides, fit.conversations, fit.kept_turns, strict=True):
+                side = name
+                hit = next((ct for m, ct in reversed(cache) if m == msgs), None)
+                built[name] = hit or build_chat(tokenizer, msgs, **opts)  # type: ignore[arg-type]
+                kept[name] = turns
+            if fit.changed:
+                out["dmpo_truncated"] = 1
+                out["dmpo_shortened"] = fit.shortened_observations
+                out["dmpo_elided"] = fit.elided_tokens
+                out["dmpo_dropped"] = fit.dropped_turns
+        else:
+            mode = "error" if truncation == "error" else "left_turns"
+            for name, msgs in sides.items():
+                side = name
+                ct = build_chat(tokenizer, msgs, max_length=max_length, truncation=mode, **opts)  # type: ignore[arg-type]
+                built[name] = ct
+                kept[name] = list(range(ct.n_turns))
+                out["dmpo_dropped"] += ct.truncated_turns
+                out["dmpo_truncated"] |= int(ct.truncated_turns > 0)
+        for name, ct in built.items():
+            side = name
+            if not any(t >= 0 and kept[name][t] >= k for t in ct.turn_index):
+                raise ChatBuildError("no assistant token of the continuation left after truncation")
+    except ChatBuildError as exc:
+        msg = f"row {row}: {side}: {exc}"
+        if on_bad_row == "error" or (truncation == "error" and "max_length" in str(exc)):
+            raise DMPODataError(msg) from exc
+        out["dmpo_skip"] = msg
+        return out
+
+    for name, ct in built.items():
+        # turn_index counts from the branch point: the prompt's turns are context (-1, weight 0); a kept
+        # turn keeps its position in the continuation when earlier turns were dropped
+        local = [kept[name][t] - k if t >= 0 and kept[name][t] >= k else -1 for t in ct.turn_index]
+        out[f"{name}_ids"] = list(ct.input_ids)
+        out[f"{name}_turn_index"] = local
+        # T is the continuation's number of assistant turns; turns cut by max_length only lose their terms.
+        out[f"{name}_weights"] = token_weights(local, n_turns[name], gamma, phi)
+        out[f"{name}_n_turns"] = n_turns[name]
         out["dmpo_rewritten"] += ct.rewritten_turns
         out["dmpo_recorded"] += ct.token_source == "recorded"
         out["dmpo_fallback"] += bool(ct.fallback)
@@ -295,13 +390,22 @@ def _tokenize_pair(
             out["dmpo_compared"] += 1
             out["dmpo_drift"] += ct.drift_turns
 
-    def prompt_len(ct: Any) -> int:
-        if ct.turn_starts:  # where turn 0 starts, masked reasoning included
-            return ct.turn_starts[0]
-        return next(i for i, t in enumerate(ct.turn_index) if t >= 0)
+    def prompt_len(name: str) -> int | None:
+        """Tokens before the continuation's first turn, None when that turn was dropped."""
+        ct = built[name]
+        if k not in kept[name]:
+            return None
+        g = kept[name].index(k)
+        if ct.turn_starts and g < len(ct.turn_starts):  # where the turn starts, masked reasoning included
+            return ct.turn_starts[g]
+        return next(i for i, t in enumerate(ct.turn_index) if t == g)
 
-    pc, pr = prompt_len(built["chosen"]), prompt_len(built["rejected"])
-    if list(built["chosen"].input_ids[:pc]) != list(built["rejected"].input_ids[:pr]):
+    # The shared prompt must give the same tokens on both sides (a template may render history differently
+    # depending on what follows). Where a side had to drop its first continuation turns, its prompt is the
+    # same messages by construction but no longer a token prefix to compare.
+    pc, pr = prompt_len("chosen"), prompt_len("rejected")
+    both = pc is not None and pr is not None
+    if both and list(built["chosen"].input_ids[:pc]) != list(built["rejected"].input_ids[:pr]):
         raise DMPODataError(f"row {row}: chosen and rejected do not share the prompt (tokens differ)")
     return out
 
@@ -436,6 +540,7 @@ class DMPOTrainer(DPOTrainer):
                     "on_bad_row": args.on_bad_row,
                     "reasoning": args.reasoning,
                     "token_source": args.token_source,
+                    "truncation": args.truncation,
                 },
                 **map_kwargs,
             )
@@ -476,7 +581,32 @@ class DMPOTrainer(DPOTrainer):
             "compared_sides": stats["compared"],
             "drift_turns": stats["drift"],
         }
+        truncation = {
+            name: int(sum(v for v, ok in zip(dataset[f"dmpo_{col}"], used, strict=True) if ok))
+            for name, col in (
+                ("truncated_pairs", "truncated"),
+                ("shortened_observations", "shortened"),
+                ("elided_tokens", "elided"),
+                ("dropped_turns", "dropped"),
+            )
+        }
+        truncation["branch_pairs"] = sum(
+            k > 0 for k, ok in zip(dataset["dmpo_branch_turn"], used, strict=True) if ok
+        )
+        truncation["skipped_too_long"] = int(sum(dataset["dmpo_too_long"]))
+        stats.update(truncation)
         self.data_stats[dataset_name] = stats
+        if truncation["truncated_pairs"] or truncation["skipped_too_long"]:
+            logger.warning(
+                "DMPO %s: %d pairs longer than max_length fitted (%d observations shortened by %d tokens, "
+                "%d turns dropped), %d skipped as too long even so",
+                dataset_name,
+                truncation["truncated_pairs"],
+                truncation["shortened_observations"],
+                truncation["elided_tokens"],
+                truncation["dropped_turns"],
+                truncation["skipped_too_long"],
+            )
         if stats["rewritten_turns"]:
             logger.warning(
                 "DMPO %s: the chat template rewrites %d assistant turns (e.g. drops earlier reasoning); they "

@@ -93,7 +93,7 @@ def _sft_module() -> Any:
 def _args(sft: Any, model: Path, out: Path, train: list[Path], **kw: Any) -> tuple[Any, Any, Any]:
     from trl import ModelConfig, SFTConfig
 
-    data_kw = {k: kw.pop(k) for k in ("eval_files", "eval_fraction") if k in kw}
+    data_kw = {k: kw.pop(k) for k in ("eval_files", "eval_fraction", "truncation") if k in kw}
     data = sft.SFTDataArguments(train_files=[str(p) for p in train], **data_kw)
     config = SFTConfig(
         output_dir=str(out),
@@ -124,8 +124,10 @@ def test_assistant_only_mask_reaches_the_trainer(tiny_model: Path, tmp_path: Pat
     long = json.loads(json.dumps(rows[1]))
     long["messages"][1]["content"] += "x " * 2000  # first turn cannot fit in max_length: skipped
     train = _write_jsonl([*rows, bad, long], tmp_path / "train.jsonl")
-    # max_length cuts the 3-turn conversations after their 2nd turn (whole turns only)
-    trainer = sft.build_trainer(*_args(sft, tiny_model, tmp_path / "out", [train], max_length=330))
+    # max_length cuts the 3-turn conversations after their 2nd turn (whole turns only, the latest dropped)
+    trainer = sft.build_trainer(
+        *_args(sft, tiny_model, tmp_path / "out", [train], max_length=330, truncation="drop_latest")
+    )
     stats = trainer.data_stats["train"]
     assert stats["rows"] == 8 and stats["kept"] == 6
     assert sum(v for k, v in stats.items() if k.startswith("skipped:")) == 2
