@@ -5,6 +5,7 @@ DMPO on CPU where DeepSpeed is installed (the ``deepspeed`` extra)."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -61,6 +62,7 @@ GPU_RECIPES = [n for n in RECIPES if _load(n).get("bf16")]
 CPU_RECIPES = [n for n in RECIPES if n not in GPU_RECIPES]
 
 
+@functools.cache
 def _script(kind: str) -> Any:
     spec = importlib.util.spec_from_file_location(f"ltenv_training_{kind}_recipes", SCRIPTS[kind])
     assert spec and spec.loader
