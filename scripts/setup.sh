@@ -69,7 +69,8 @@ install_python() {
     -e "$ROOT[dev,hf,ray,deepspeed]" "${LTENV_TORCH:-torch==2.13.0}"
   # Compile now the op every DeepSpeed run on CPU loads (shared-memory collectives, ~40 s on 2 cores) rather
   # than inside the first training run; on a GPU machine this builds nothing.
-  "$VENV/bin/python" - <<'PY' 2>/dev/null || log "DeepSpeed's CPU comm op did not build (DeepSpeed on CPU will retry)"
+  log "compiling DeepSpeed's CPU op (once, about a minute on 2 cores)"
+  "$VENV/bin/python" - <<'PY' >/dev/null 2>&1 || log "DeepSpeed's CPU comm op did not build (DeepSpeed on CPU will retry)"
 from deepspeed.accelerator import get_accelerator
 
 if get_accelerator().device_name() == "cpu":
