@@ -4,7 +4,7 @@
         --config training/configs/dmpo_tiny.yaml [--dataset_path pairs.jsonl ...] [--use_peft] [...]
 
 Arguments: ``ScriptArguments`` below, :class:`ltenv.train.dmpo.DMPOConfig` (TRL's ``DPOConfig`` + ``gamma``,
-``phi``, ``on_bad_row``) and TRL's ``ModelConfig`` (``model_name_or_path``, ``dtype``, ``use_peft``,
+``phi``, ``on_bad_row``, ``truncation``...) and TRL's ``ModelConfig`` (``model_name_or_path``, ``dtype``, ``use_peft``,
 ``lora_r``...); any of them in the YAML given by ``--config`` or on the command line (which wins).
 Full fine-tuning saves a complete model + tokenizer in ``output_dir`` (``HFPolicy(output_dir)``); with
 ``--use_peft`` it saves the LoRA adapter + tokenizer (``HFPolicy(model_name_or_path, adapter=output_dir)``).
