@@ -210,6 +210,35 @@ def test_recipes_agree_with_their_accelerate_configs() -> None:
     assert any("--activation_checkpointing false" in p for p in problems), problems
 
 
+def test_scripts_stop_on_a_mismatched_launch_before_loading(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Both scripts run the check first: nothing named in the recipe (model, data) needs to exist. (A bf16
+    DDP launcher: a DeepSpeed one would make the parsed arguments set up DeepSpeed in this process.)"""
+    env = launch_env("multi_gpu", "--num_processes", "2")[1]
+    missing = str(tmp_path / "missing")
+    fix = "pass `--mixed_precision no` to accelerate launch"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit, match=fix):
+        _script("dmpo").main(
+            [
+                "--config",
+                str(CONFIGS / "dmpo_tiny.yaml"),
+                "--dataset_path",
+                missing,
+                "--model_name_or_path",
+                missing,
+            ]
+        )
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS["sft"]), "--config", str(CONFIGS / "sft_tiny.yaml"),
+         "--model_name_or_path", missing, "--output_dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, **env},
+    )  # fmt: skip
+    assert proc.returncode == 1 and fix in proc.stderr, proc.stderr[-2000:]
+
+
 def test_fsdp_wraps_each_decoder_layer_of_the_recipe_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """fsdp.yaml names no layer class: accelerate wraps the model's ``_no_split_modules``. Checked on tiny
     models of both recipe architectures (same classes as the hub models, built locally)."""
