@@ -215,11 +215,11 @@ def fit_conversations(
     lengths = [measure(c.render()) for c in convs]
     if all(n <= max_length for n in lengths):
         return Truncation([list(c) for c in conversations], [c.kept() for c in convs])
-    for c, n in zip(convs, lengths, strict=True):
+    for i, c in enumerate(convs):
         last = c.positions[-1]
-        if n > max_length and last + 1 < len(c.orig):  # unlabeled messages after the last turn: no use
+        if lengths[i] > max_length and last + 1 < len(c.orig):  # unlabeled messages after the last turn
             c.orig = c.orig[: last + 1]
-    lengths = [measure(c.render()) for c in convs]
+            lengths[i] = measure(c.render())
 
     eligible = [c.eligible() for c in convs]
     shared_eligible = sorted(set.intersection(*eligible) & set(range(shared)))
@@ -250,11 +250,13 @@ def fit_conversations(
             saved += cur - new_cost
         return saved
 
+    def slack(deficit: int) -> int:
+        return deficit + deficit // 50 + 4  # a rendered cut costs a little more than its text's count
+
     for _ in range(_ROUNDS):
         deficits = [max(0, n - max_length) for n in lengths]
         if not any(deficits):
             break
-        slack = lambda d: d + d // 50 + 4  # noqa: E731 - rendering adds a little around each cut
         saved_shared = shrink(convs, shared_eligible, slack(max(deficits))) if shared_eligible else 0
         saved = saved_shared
         for i, c in enumerate(convs):
