@@ -300,32 +300,3 @@ def test_accelerate_launch_two_processes_lora(tiny_model: Path, tmp_path: Path, 
     assert (merged / "model.safetensors").exists()
     _generates(HFPolicy(merged, max_new_tokens=8, temperature=0), fixture_task)
     shutil.rmtree(out)
-
-
-@pytest.mark.parametrize(
-    "recipe", ["sft_tiny", "sft_qwen3_4b_instruct_2507", "sft_qwen25_coder_32b_instruct"]
-)
-def test_recipes_parse(recipe: str) -> None:
-    """Every key of the recipe YAMLs is a known SFTDataArguments / SFTConfig / ModelConfig option (TrlParser
-    rejects unknown keys). bf16 is switched off only because this machine has no GPU."""
-    from trl import ModelConfig, SFTConfig, TrlParser
-
-    sft = _sft_module()
-    parser = TrlParser((sft.SFTDataArguments, SFTConfig, ModelConfig))
-    data, config, model = parser.parse_args_and_config(
-        ["--config", str(CONFIGS / f"{recipe}.yaml"), "--use_cpu", "--bf16", "false"]
-    )
-    assert data.train_files and config.max_length and model.model_name_or_path
-    if recipe == "sft_qwen25_coder_32b_instruct":
-        assert model.use_peft and model.lora_r == 64 and len(model.lora_target_modules) == 7
-
-
-def test_accelerate_configs_are_valid() -> None:
-    from accelerate.commands.config.config_args import load_config_from_file
-
-    expected = {"cpu": ("NO", 1), "cpu_2proc": ("MULTI_GPU", 2), "single_gpu": ("NO", 1),
-                "multi_gpu": ("MULTI_GPU", 8), "zero3": ("DEEPSPEED", 8), "fsdp": ("FSDP", 8)}  # fmt: skip
-    for name, (kind, procs) in expected.items():
-        cfg = load_config_from_file(str(CONFIGS / f"{name}.yaml"))
-        assert (cfg.distributed_type.value, cfg.num_processes) == (kind, procs), name
-    assert load_config_from_file(str(CONFIGS / "zero3.yaml")).deepspeed_config["zero_stage"] == 3
